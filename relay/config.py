@@ -269,5 +269,5 @@ def _check(config: Config) -> None:
         )
     if config.retry_max_elapsed < 0:
         raise ConfigError("--retry-max-elapsed: must not be negative")
-    if config.otlp_grpc_endpoint == config.admin_endpoint:
+    if config.otlp_grpc_endpoint == config.admin_endpoint and config.admin_endpoint.port != 0:
         raise ConfigError("--admin-endpoint: must differ from --otlp-grpc-endpoint")
