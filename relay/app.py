@@ -1,0 +1,134 @@
+"""The one place that wires the pipeline together, and its ordered shutdown.
+
+    receiver --offer--> SpanQueue --take--> Worker --encode/send--> exporter (Jaeger)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2_grpc
+from prometheus_client import CollectorRegistry
+
+from relay.admin import AdminServer
+from relay.config import Config, HostPort
+from relay.exporters.base import Exporter
+from relay.exporters.factory import build_exporter
+from relay.health import Health
+from relay.metrics import Metrics, Snapshot
+from relay.receiver import TraceReceiver
+from relay.spanqueue import SpanQueue
+from relay.worker import RetryPolicy, Worker
+
+logger = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+
+
+class StartupError(RuntimeError):
+    """The relay cannot start (e.g. a port is taken); the message names the flag."""
+
+
+@dataclass(frozen=True)
+class ShutdownReport:
+    clean: bool  # the worker drained and stopped within the deadline
+    lost: int  # spans accepted that did not reach Jaeger during shutdown
+    snapshot: Snapshot
+
+
+class Relay:
+    def __init__(self, config: Config, *, registry: CollectorRegistry | None = None,
+                 exporter: Exporter | None = None, retry: RetryPolicy | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics(registry or CollectorRegistry(), config.queue_size)
+        self.queue = SpanQueue(config.queue_size)
+        self.worker = Worker(
+            self.queue, exporter or build_exporter(config), self.metrics,
+            max_batch_size=config.max_batch_size, batch_timeout=config.batch_timeout,
+            retry=retry or RetryPolicy(max_elapsed=config.retry_max_elapsed),
+        )
+        self.health = Health(self.worker.is_alive)
+        token = config.auth_token_file.read_bytes().strip() if config.auth_token_file else None
+        self.receiver = TraceReceiver(self.queue, self.metrics.ledger, token)
+        self._server = self._grpc_server()
+        self.otlp_port = self._bind(config)
+        self._admin = self._admin_server(config.admin_endpoint)
+        self.admin_port = self._admin.port
+
+    def start(self) -> None:
+        self.worker.start()
+        self._server.start()
+        self._admin.start()
+        self.health.serving()
+        logger.info("trace-relay listening: OTLP/gRPC on %s (port %d), admin on port %d, exporting to %s",
+                    self.config.otlp_grpc_endpoint, self.otlp_port, self.admin_port, self._target())
+
+    def shutdown(self) -> ShutdownReport:
+        """Health NOT_SERVING -> stop the gRPC server (in-flight requests finish) -> close the
+        queue -> the worker drains until the deadline -> exporter shut down (by the worker) ->
+        admin server stopped. One deadline: ``--shutdown-timeout`` from now."""
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        self.health.shutting_down()
+        self.receiver.shutting_down = True
+        grace = min(5.0, self.config.shutdown_timeout / 4)
+        self._server.stop(grace).wait(grace + 1)
+        clean = self.worker.stop(max(0.0, deadline - time.monotonic()))
+        for batch in self.queue.drain():  # only non-empty if the worker did not finish
+            self.metrics.ledger.dropped("shutdown", len(batch))
+        snapshot = self.metrics.ledger.snapshot()
+        lost = snapshot.dropped.get("shutdown", 0) + (snapshot.queued if not clean else 0)
+        if lost:
+            logger.warning("shutdown: %d accepted spans could not be sent to Jaeger", lost)
+        logger.info("shutdown complete: exported %d spans, dropped %s, refused %s, rejected %s",
+                    snapshot.exported, snapshot.dropped or 0, snapshot.refused or 0, snapshot.rejected or 0)
+        self._admin.stop()
+        return ShutdownReport(clean=clean, lost=lost, snapshot=snapshot)
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    def _grpc_server(self) -> grpc.Server:
+        options = [
+            ("grpc.max_receive_message_length", self.config.max_recv_msg_size_mib * MIB),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self.config.max_concurrent_rpcs,
+                                       thread_name_prefix="trace-relay-grpc"),
+            handlers=[self.receiver.handler()],
+            options=options,
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
+        return server
+
+    def _bind(self, config: Config) -> int:
+        address = str(config.otlp_grpc_endpoint)
+        try:
+            if config.tls_cert_file is None:
+                return int(self._server.add_insecure_port(address))
+            return int(self._server.add_secure_port(address, self._credentials(config)))
+        except RuntimeError as exc:
+            raise StartupError(f"--otlp-grpc-endpoint: cannot listen on {address}: {exc}") from None
+
+    @staticmethod
+    def _credentials(config: Config) -> grpc.ServerCredentials:
+        assert config.tls_cert_file is not None and config.tls_key_file is not None
+        pair = (config.tls_key_file.read_bytes(), config.tls_cert_file.read_bytes())
+        client_ca = config.tls_client_ca_file.read_bytes() if config.tls_client_ca_file else None
+        return grpc.ssl_server_credentials([pair], root_certificates=client_ca,
+                                           require_client_auth=client_ca is not None)
+
+    def _admin_server(self, endpoint: HostPort) -> AdminServer:
+        try:
+            return AdminServer(endpoint, self.metrics.registry, self.health)
+        except OSError as exc:
+            self._server.stop(None)
+            raise StartupError(f"--admin-endpoint: cannot listen on {endpoint}: {exc.strerror}") from None
+
+    def _target(self) -> str:
+        if self.config.jaeger_collector:
+            return f"Jaeger collector {self.config.jaeger_collector}"
+        return f"Jaeger agent {self.config.jaeger_agent} (UDP)"

@@ -1,0 +1,50 @@
+"""Command line: `trace-relay [flags]` runs the relay; `trace-relay send-test-trace` checks one.
+
+The only module that reads ``os.environ``, installs signal handlers or configures logging.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from relay import sendtest
+from relay.app import Relay, StartupError
+from relay.config import ConfigError, load_config
+
+logger = logging.getLogger("relay")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == sendtest.COMMAND:
+        return sendtest.main(args[1:], os.environ)
+    try:
+        config = load_config(args, os.environ)
+    except ConfigError as exc:
+        print(f"trace-relay: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        relay = Relay(config)
+    except StartupError as exc:
+        print(f"trace-relay: error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logger.info("received %s; shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    relay.start()
+    while not stop.wait(1.0):
+        pass
+    relay.shutdown()
+    return 0

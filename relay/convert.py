@@ -1,0 +1,251 @@
+"""OTLP protobuf -> OpenTelemetry SDK ``ReadableSpan``s. Pure: imports only protobuf and SDK types.
+
+It mirrors OpenTelemetry's own OTLP encoder (opentelemetry-exporter-otlp-proto-common) in reverse:
+module-level maps for kind and status, one small function per proto message, one entry point,
+:func:`convert_request`. ``ReadableSpan`` is built in exactly one place, :func:`_span`.
+
+Attribute values keep every OTLP ``AnyValue`` kind: str, bool, int, float, bytes, tuple (array),
+dict (kvlist) and None (an empty value). The Jaeger translator renders each one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource as PbResource
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SdkScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace.status import Status, StatusCode
+
+AttrValue = Any  # str | bool | int | float | bytes | tuple[AttrValue, ...] | dict[str, AttrValue] | None
+
+# OTLP Span.SpanKind -> SDK SpanKind. UNSPECIFIED (0) has no SDK twin: it becomes INTERNAL with
+# RelaySpan.kind_unspecified set, so the Jaeger output can omit the span.kind tag as the spec says.
+_KINDS = {
+    0: SpanKind.INTERNAL,
+    1: SpanKind.INTERNAL,
+    2: SpanKind.SERVER,
+    3: SpanKind.CLIENT,
+    4: SpanKind.PRODUCER,
+    5: SpanKind.CONSUMER,
+}
+_STATUS_CODES = {0: StatusCode.UNSET, 1: StatusCode.OK, 2: StatusCode.ERROR}
+_PLAIN_STATUS = {code: Status(status) for code, status in _STATUS_CODES.items()}
+_TRACE_FLAGS = tuple(TraceFlags(value) for value in range(256))
+_EMPTY_TRACE_STATE = TraceState()
+_HAS_IS_REMOTE = 0x100
+_IS_REMOTE = 0x200
+_ZERO_SPAN_ID = bytes(8)
+_SCALARS = frozenset({"string_value", "bool_value", "int_value", "double_value", "bytes_value"})
+
+
+class RelaySpan(ReadableSpan):
+    """A ReadableSpan that keeps OTLP's dropped counts and an unspecified kind."""
+
+    def __init__(self, *args: Any, dropped: tuple[int, int, int], kind_unspecified: bool,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._dropped = dropped
+        self.kind_unspecified = kind_unspecified
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped[0]
+
+    @property
+    def dropped_events(self) -> int:
+        return self._dropped[1]
+
+    @property
+    def dropped_links(self) -> int:
+        return self._dropped[2]
+
+
+class RelayEvent(Event):
+    """An SDK Event that keeps OTLP's dropped attribute count."""
+
+    def __init__(self, name: str, attributes: dict[str, AttrValue], timestamp: int, dropped: int) -> None:
+        super().__init__(name, attributes, timestamp)  # type: ignore[arg-type]
+        self._dropped = dropped
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped
+
+
+class RelayLink(Link):
+    """An API Link that keeps OTLP's dropped attribute count."""
+
+    def __init__(self, context: SpanContext, attributes: dict[str, AttrValue], dropped: int) -> None:
+        super().__init__(context, attributes)  # type: ignore[arg-type]
+        self._dropped = dropped
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped
+
+
+class InvalidSpan(ValueError):
+    """One span cannot be converted. ``reason`` is a metric label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass
+class Converted:
+    """One request's result: one list of spans per resource, plus what was rejected."""
+
+    batches: list[list[ReadableSpan]] = field(default_factory=list)
+    rejected: dict[str, int] = field(default_factory=dict)
+    first_error: str = ""
+
+    @property
+    def span_count(self) -> int:
+        return sum(len(batch) for batch in self.batches)
+
+    @property
+    def rejected_count(self) -> int:
+        return sum(self.rejected.values())
+
+
+def convert_request(request: ExportTraceServiceRequest) -> Converted:
+    """Convert every span of a request; invalid spans are rejected alone."""
+    result = Converted()
+    for resource_spans in request.resource_spans:
+        resource = _resource(resource_spans.resource, resource_spans.schema_url)
+        spans: list[ReadableSpan] = []
+        for scope_spans in resource_spans.scope_spans:
+            scope = _scope(scope_spans.scope, scope_spans.schema_url)
+            for pb_span in scope_spans.spans:
+                try:
+                    spans.append(_span(pb_span, resource, scope))
+                except InvalidSpan as exc:
+                    result.rejected[exc.reason] = result.rejected.get(exc.reason, 0) + 1
+                    if not result.first_error:
+                        result.first_error = f"span {pb_span.name!r}: {exc}"
+        if spans:
+            result.batches.append(spans)
+    return result
+
+
+def any_value(value: AnyValue) -> AttrValue:
+    kind = value.WhichOneof("value")
+    if kind in _SCALARS:
+        return getattr(value, kind)
+    if kind == "array_value":
+        return tuple(any_value(item) for item in value.array_value.values)
+    if kind == "kvlist_value":
+        return attributes(value.kvlist_value.values)
+    return None  # an empty AnyValue
+
+
+def attributes(key_values: Sequence[KeyValue]) -> dict[str, AttrValue]:
+    # Hot path. A non-empty string_value can only mean a string (it is a oneof), which skips the
+    # WhichOneof call for the most common kind; anything else takes the general path.
+    return {kv.key: kv.value.string_value or any_value(kv.value) for kv in key_values}
+
+
+def _resource(pb: PbResource, schema_url: str) -> Resource:
+    # Resource() would run every value through BoundedAttributes, which refuses bytes and kvlist
+    # values; the relay must carry them, so the attributes are set as converted.
+    resource = Resource({}, schema_url)
+    resource._attributes = attributes(pb.attributes)  # type: ignore[assignment]  # noqa: SLF001
+    return resource
+
+
+def _scope(pb: InstrumentationScope, schema_url: str) -> SdkScope:
+    return SdkScope(pb.name, pb.version or None, schema_url or None)
+
+
+def _id(raw: bytes, size: int, what: str) -> int:
+    if len(raw) != size:
+        raise InvalidSpan(f"invalid_{what}", f"{what} must be {size} bytes, got {len(raw)}")
+    value = int.from_bytes(raw, "big")
+    if value == 0:
+        raise InvalidSpan(f"invalid_{what}", f"{what} must not be all zeros")
+    return value
+
+
+def _trace_state(header: str) -> TraceState:
+    return TraceState.from_header([header]) if header else _EMPTY_TRACE_STATE
+
+
+def _status(code: int, message: str) -> Status:
+    if not message:
+        return _PLAIN_STATUS.get(code, _PLAIN_STATUS[0])
+    status = Status(_STATUS_CODES.get(code, StatusCode.UNSET))
+    # Status() discards a description unless the code is ERROR; OTLP and Jaeger keep it.
+    status._description = message  # noqa: SLF001
+    return status
+
+
+def _event(pb: PbSpan.Event) -> Event:
+    return RelayEvent(pb.name, attributes(pb.attributes), pb.time_unix_nano, pb.dropped_attributes_count)
+
+
+def _link(pb: PbSpan.Link) -> Link | None:
+    if len(pb.trace_id) != 16 or len(pb.span_id) != 8:
+        return None
+    context = SpanContext(
+        int.from_bytes(pb.trace_id, "big"),
+        int.from_bytes(pb.span_id, "big"),
+        is_remote=bool(pb.flags & _IS_REMOTE),
+        trace_flags=_TRACE_FLAGS[pb.flags & 0xFF],
+        trace_state=_trace_state(pb.trace_state),
+    )
+    return RelayLink(context, attributes(pb.attributes), pb.dropped_attributes_count)
+
+
+def _links(pb_links: Sequence[PbSpan.Link]) -> tuple[list[Link], int]:
+    """Valid links, and how many were dropped for malformed ids (added to the dropped count)."""
+    links = [link for link in map(_link, pb_links) if link is not None]
+    return links, len(pb_links) - len(links)
+
+
+def _span(pb: PbSpan, resource: Resource, scope: SdkScope) -> ReadableSpan:
+    trace_id = _id(pb.trace_id, 16, "trace_id")
+    span_id = _id(pb.span_id, 8, "span_id")
+    if pb.end_time_unix_nano < pb.start_time_unix_nano:
+        raise InvalidSpan("end_before_start", "end_time_unix_nano is before start_time_unix_nano")
+    flags = pb.flags
+    trace_flags = _TRACE_FLAGS[flags & 0xFF]
+    trace_state = _trace_state(pb.trace_state)
+    parent = None
+    if pb.parent_span_id and pb.parent_span_id != _ZERO_SPAN_ID:  # all zeros: a root, as in the Collector
+        parent = SpanContext(trace_id, _id(pb.parent_span_id, 8, "parent_span_id"),
+                             is_remote=bool(flags & _IS_REMOTE), trace_flags=trace_flags,
+                             trace_state=trace_state)
+    links, bad_links = _links(pb.links) if pb.links else ([], 0)
+    return RelaySpan(
+        name=pb.name,
+        context=SpanContext(trace_id, span_id, is_remote=False, trace_flags=trace_flags,
+                            trace_state=trace_state),
+        parent=parent,
+        resource=resource,
+        attributes=attributes(pb.attributes),
+        events=[_event(event) for event in pb.events],
+        links=links,
+        kind=_KINDS.get(pb.kind, SpanKind.INTERNAL),
+        status=_status(pb.status.code, pb.status.message),
+        start_time=pb.start_time_unix_nano,
+        end_time=pb.end_time_unix_nano,
+        instrumentation_scope=scope,
+        dropped=(pb.dropped_attributes_count, pb.dropped_events_count,
+                 pb.dropped_links_count + bad_links),
+        kind_unspecified=pb.kind == 0,
+    )
+
+
+def request_span_count(request: ExportTraceServiceRequest) -> int:
+    return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+
+
