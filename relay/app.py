@@ -58,6 +58,7 @@ class Relay:
         self.otlp_port = self._bind(config)
         self._admin = self._admin_server(config.admin_endpoint)
         self.admin_port = self._admin.port
+        self._report: ShutdownReport | None = None
 
     def start(self) -> None:
         self.worker.start()
@@ -70,7 +71,9 @@ class Relay:
     def shutdown(self) -> ShutdownReport:
         """Health NOT_SERVING -> stop the gRPC server (in-flight requests finish) -> close the
         queue -> the worker drains until the deadline -> exporter shut down (by the worker) ->
-        admin server stopped. One deadline: ``--shutdown-timeout`` from now."""
+        admin server stopped. One deadline: ``--shutdown-timeout`` from now. Idempotent."""
+        if self._report is not None:
+            return self._report
         deadline = time.monotonic() + self.config.shutdown_timeout
         self.health.shutting_down()
         self.receiver.shutting_down = True
@@ -86,7 +89,8 @@ class Relay:
         logger.info("shutdown complete: exported %d spans, dropped %s, refused %s, rejected %s",
                     snapshot.exported, snapshot.dropped or 0, snapshot.refused or 0, snapshot.rejected or 0)
         self._admin.stop()
-        return ShutdownReport(clean=clean, lost=lost, snapshot=snapshot)
+        self._report = ShutdownReport(clean=clean, lost=lost, snapshot=snapshot)
+        return self._report
 
     # -- wiring -------------------------------------------------------------------------------
 

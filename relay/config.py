@@ -263,10 +263,6 @@ def _check(config: Config) -> None:
         raise ConfigError("--tls-cert-file: TLS needs both --tls-cert-file and --tls-key-file")
     if config.tls_client_ca_file is not None and config.tls_cert_file is None:
         raise ConfigError("--tls-client-ca-file: mutual TLS needs --tls-cert-file and --tls-key-file")
-    if config.max_batch_size > config.queue_size:
-        raise ConfigError(
-            f"--max-batch-size: must not exceed --queue-size ({config.max_batch_size} > {config.queue_size})"
-        )
     if config.retry_max_elapsed < 0:
         raise ConfigError("--retry-max-elapsed: must not be negative")
     if config.otlp_grpc_endpoint == config.admin_endpoint and config.admin_endpoint.port != 0:

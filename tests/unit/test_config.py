@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from relay.config import FLAG_NAMES, Config, ConfigError, HostPort, env_name, load_config, parse_duration
+
+ISSUE_FLAGS = (
+    "otlp-grpc-endpoint", "jaeger-agent", "jaeger-collector", "jaeger-user", "jaeger-password",
+    "admin-endpoint", "queue-size", "max-batch-size", "batch-timeout", "retry-max-elapsed",
+    "shutdown-timeout", "max-recv-msg-size-mib", "log-level",
+)
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    config = load_config([], {})
+    assert config.otlp_grpc_endpoint == HostPort("0.0.0.0", 4317)
+    assert config.jaeger_agent == HostPort("localhost", 6831)
+    assert config.admin_endpoint == HostPort("0.0.0.0", 8888)
+    assert config.jaeger_collector is None
+    assert (config.queue_size, config.max_recv_msg_size_mib) == (20000, 4)
+    assert (config.retry_max_elapsed, config.shutdown_timeout) == (60.0, 20.0)
+    assert config == Config()
+
+
+def test_every_flag_named_in_the_issue_exists_with_an_env_twin() -> None:
+    assert set(ISSUE_FLAGS) <= set(FLAG_NAMES)
+    assert env_name("queue-size") == "RELAY_QUEUE_SIZE"
+    assert load_config([], {"RELAY_QUEUE_SIZE": "77"}).queue_size == 77
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "field", "expected"),
+    [
+        ("otlp-grpc-endpoint", "127.0.0.1:5317", "otlp_grpc_endpoint", HostPort("127.0.0.1", 5317)),
+        ("jaeger-agent", "[::1]:6832", "jaeger_agent", HostPort("::1", 6832)),
+        ("jaeger-collector", "http://jaeger:14268/api/traces", "jaeger_collector", "http://jaeger:14268/api/traces"),
+        ("admin-endpoint", "127.0.0.1:9999", "admin_endpoint", HostPort("127.0.0.1", 9999)),
+        ("queue-size", "100", "queue_size", 100),
+        ("max-batch-size", "50", "max_batch_size", 50),
+        ("batch-timeout", "50ms", "batch_timeout", 0.05),
+        ("retry-max-elapsed", "2m", "retry_max_elapsed", 120.0),
+        ("shutdown-timeout", "7.5", "shutdown_timeout", 7.5),
+        ("max-recv-msg-size-mib", "16", "max_recv_msg_size_mib", 16),
+        ("log-level", "DEBUG", "log_level", "debug"),
+    ],
+)
+def test_flag_and_env_twin_parse_the_same(flag: str, value: str, field: str, expected: object) -> None:
+    assert getattr(load_config([f"--{flag}", value], {}), field) == expected
+    assert getattr(load_config([], {env_name(flag): value}), field) == expected
+
+
+def test_flag_beats_relay_env_beats_otel_env() -> None:
+    environ = {"RELAY_JAEGER_AGENT": "relay-env:1", "OTEL_EXPORTER_JAEGER_AGENT_HOST": "otel-env"}
+    assert load_config(["--jaeger-agent", "flag:2"], environ).jaeger_agent == HostPort("flag", 2)
+    assert load_config([], environ).jaeger_agent == HostPort("relay-env", 1)
+    assert load_config([], {"OTEL_EXPORTER_JAEGER_AGENT_HOST": "otel-env"}).jaeger_agent == HostPort("otel-env", 6831)
+    assert load_config([], {"OTEL_EXPORTER_JAEGER_AGENT_PORT": "7000"}).jaeger_agent == HostPort("localhost", 7000)
+
+
+def test_standard_jaeger_exporter_variables_are_honoured() -> None:
+    config = load_config([], {
+        "OTEL_EXPORTER_JAEGER_ENDPOINT": "https://collector:14268/api/traces",
+        "OTEL_EXPORTER_JAEGER_USER": "ci",
+        "OTEL_EXPORTER_JAEGER_PASSWORD": "hunter2",
+        "OTEL_EXPORTER_JAEGER_TIMEOUT": "2500",  # milliseconds, per the OpenTelemetry specification
+    })
+    assert config.jaeger_collector == "https://collector:14268/api/traces"
+    assert (config.jaeger_user, config.jaeger_password) == ("ci", "hunter2")
+    assert config.jaeger_timeout == 2.5
+    assert "hunter2" not in repr(config)
+
+
+def test_password_from_file(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    config = load_config(["--jaeger-collector", "http://j:14268/api/traces", "--jaeger-user", "u",
+                          "--jaeger-password-file", str(secret)], {})
+    assert config.jaeger_password == "s3cret"
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--queue-size", "lots"], "--queue-size"),
+        (["--queue-size", "0"], "--queue-size"),
+        (["--queue-size", "-5"], "--queue-size"),
+        (["--max-batch-size", "1e3"], "--max-batch-size"),
+        (["--batch-timeout", "soon"], "--batch-timeout"),
+        (["--shutdown-timeout", "0s"], "--shutdown-timeout"),
+        (["--otlp-grpc-endpoint", "4317"], "--otlp-grpc-endpoint"),
+        (["--jaeger-agent", "host:99999"], "--jaeger-agent"),
+        (["--jaeger-collector", "jaeger:14268"], "--jaeger-collector"),
+        (["--log-level", "loud"], "--log-level"),
+        (["--max-recv-msg-size-mib", "4.5"], "--max-recv-msg-size-mib"),
+        (["--tls-cert-file", "/nonexistent/cert.pem"], "--tls-cert-file"),
+        (["--jaeger-user", "u"], "--jaeger-user"),
+    ],
+)
+def test_bad_values_name_the_flag(argv: list[str], flag: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{flag}: "):
+        load_config(argv, {})
+
+
+def test_bad_env_value_names_the_flag() -> None:
+    with pytest.raises(ConfigError, match="^--queue-size: "):
+        load_config([], {"RELAY_QUEUE_SIZE": "many"})
+
+
+def test_secret_values_never_appear_in_errors() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(["--jaeger-password", "hunter2"], {})
+    assert "hunter2" not in str(info.value)
+
+
+def test_durations() -> None:
+    assert parse_duration("200ms") == pytest.approx(0.2)
+    assert parse_duration("1h") == 3600
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration("-1s")
+
+
+def test_cli_refuses_a_bad_value_with_one_line_and_exit_2() -> None:
+    result = subprocess.run([sys.executable, "-m", "relay", "--queue-size", "nope"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "trace-relay: error: --queue-size: must be a number, got 'nope'"]
+
+
+def test_help_lists_flags_and_no_secret_values() -> None:
+    result = subprocess.run([sys.executable, "-m", "relay", "--help"], capture_output=True, text=True,
+                            timeout=60, check=False, env={"RELAY_JAEGER_PASSWORD": "hunter2", "PATH": ""})
+    assert result.returncode == 0
+    for flag in ISSUE_FLAGS:
+        assert f"--{flag}" in result.stdout
+    assert "hunter2" not in result.stdout
