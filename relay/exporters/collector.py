@@ -1,0 +1,141 @@
+"""Jaeger collector output: binary-thrift ``Batch`` bodies POSTed over HTTP(S).
+
+Unlike the stock ``opentelemetry.exporter.jaeger.thrift.send.Collector.submit``, which only *logs*
+a non-2xx reply (so a 503 from an overloaded collector silently loses the batch), every failure
+here raises :class:`ExportError` with a metric-friendly reason and whether a retry may help.
+The password is only ever placed in the ``Authorization`` header, never in any message.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import socket
+import struct
+from collections.abc import Sequence
+from urllib.parse import unquote, urlsplit
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from relay.exporters.agent import encode_spans
+from relay.exporters.base import Encoded, ExportError, Payload
+from relay.exporters.jaeger_compat import encode_binary
+from relay.exporters.translate import process_from_resource
+
+MAX_BODY_SIZE = 4 * 1024 * 1024  # bytes per request; one bigger span still goes alone
+CONTENT_TYPE = "application/x-thrift"
+_RETRYABLE_STATUS = frozenset({408, 429})
+
+# Batch { 1: Process; 2: list<Span> } in the binary protocol: field headers, list header.
+_PROCESS_FIELD = b"\x0c\x00\x01"  # STRUCT, id 1
+_SPANS_FIELD = b"\x0f\x00\x02\x0c"  # LIST, id 2, of STRUCT
+_COUNT = struct.Struct(">i")
+_STOP = b"\x00"
+
+
+def binary_batch(process: bytes, spans: Sequence[bytes]) -> bytes:
+    """A binary-protocol ``Batch`` from an encoded Process and encoded Spans."""
+    return b"".join((_PROCESS_FIELD, process, _SPANS_FIELD, _COUNT.pack(len(spans)), *spans, _STOP))
+
+
+def _basic_auth(username: str, password: str) -> str:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+class JaegerCollectorExporter:
+    """HTTP(S) to a Jaeger collector's ``/api/traces``. Called only from the worker thread."""
+
+    name = "jaeger_collector"
+
+    def __init__(self, url: str, username: str | None = None, password: str | None = None,
+                 timeout: float = 10.0, max_body_size: int = MAX_BODY_SIZE) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("collector URL must be http(s)://host[:port]/path")
+        if username is None and parts.username is not None:
+            username, password = unquote(parts.username), unquote(parts.password or "")
+        self._https = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self._https else 80)
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.timeout = timeout
+        self.max_body_size = max_body_size
+        self._headers = {"Content-Type": CONTENT_TYPE}
+        if username is not None:
+            self._headers["Authorization"] = _basic_auth(username, password or "")
+        self._conn: http.client.HTTPConnection | None = None
+
+    def __repr__(self) -> str:
+        return f"JaegerCollectorExporter(host={self.host!r}, port={self.port}, path={self.path!r})"
+
+    def encode(self, spans: Sequence[ReadableSpan]) -> Encoded:
+        result = Encoded()
+        if not spans:
+            return result
+        process = encode_binary(process_from_resource(spans[0].resource))
+        encoded, failed = encode_spans(spans, encode_binary)
+        if failed:
+            result.dropped["encode_error"] = failed
+        chunk: list[bytes] = []
+        size = len(process) + 16
+        for span in encoded:
+            if chunk and size + len(span) > self.max_body_size:
+                result.payloads.append(Payload(binary_batch(process, chunk), len(chunk)))
+                chunk, size = [], len(process) + 16
+            chunk.append(span)
+            size += len(span)
+        if chunk:
+            result.payloads.append(Payload(binary_batch(process, chunk), len(chunk)))
+        return result
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            self._conn = cls(self.host, self.port, timeout=self.timeout)
+        return self._conn
+
+    def _post(self, body: bytes) -> http.client.HTTPResponse:
+        conn = self._connection()
+        reused = conn.sock is not None
+        try:
+            conn.request("POST", self.path, body=body, headers=self._headers)
+            return conn.getresponse()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            if not reused:
+                raise
+        # The server closed an idle keep-alive connection: the request never arrived; once more.
+        self.close()
+        conn = self._connection()
+        conn.request("POST", self.path, body=body, headers=self._headers)
+        return conn.getresponse()
+
+    def send(self, payload: Payload) -> None:
+        where = f"{self.host}:{self.port}"
+        try:
+            response = self._post(payload.data)
+            response.read()
+        except socket.gaierror as exc:
+            self.close()
+            raise ExportError("resolve", f"cannot resolve {self.host}: {exc.strerror}") from exc
+        except TimeoutError as exc:
+            self.close()
+            raise ExportError("timeout", f"no reply from {where} within {self.timeout}s") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise ExportError("connection", f"{where}: {type(exc).__name__}: {exc}") from exc
+        status = response.status
+        if response.will_close:
+            self.close()
+        if not 200 <= status < 300:
+            retryable = status in _RETRYABLE_STATUS or status >= 500
+            raise ExportError(f"http_{status}", f"{where} replied {status} {response.reason}",
+                              retryable=retryable)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def shutdown(self) -> None:
+        self.close()
