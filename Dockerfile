@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# trace-relay: OTLP/gRPC in (4317), Jaeger thrift out; admin HTTP (8888): /metrics /healthz /readyz.
+# Build:  docker build -t trace-relay:0.1.0 .
+# Runs as uid 10001 and needs nothing writable (readOnlyRootFilesystem works; /tmp is optional).
+
+ARG PYTHON_VERSION=3.12
+
+FROM python:${PYTHON_VERSION}-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY relay ./relay
+# The relay's wheel and every dependency's wheel, so the runtime stage installs offline.
+RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:${PYTHON_VERSION}-slim AS runtime
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="trace-relay" \
+      org.opencontainers.image.description="OTLP/gRPC receiver forwarding BuildKit traces to Jaeger through one exporter thread" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/trace-relay/bin:$PATH
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    python -m venv /opt/trace-relay \
+    && /opt/trace-relay/bin/python -m pip install --no-cache-dir --no-index --find-links=/wheels trace-relay \
+    && /opt/trace-relay/bin/python -m pip uninstall --yes pip
+USER 10001:10001
+WORKDIR /
+EXPOSE 4317 8888
+ENTRYPOINT ["trace-relay"]

@@ -1,0 +1,380 @@
+"""The chart, rendered by Helm's own engine and checked against Kubernetes and the relay itself."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
+
+from relay.config import load_config, parse_duration, parse_host_port
+
+from .conftest import CASES, Rendered
+from .render import CHART_DIR, NAMESPACE, RELEASE, load_values, render, stale_examples
+
+# The Kubernetes release whose OpenAPI schemas the objects must satisfy (shipped, offline,
+# inside kubernetes-validate; strict: unknown fields are errors).
+KUBERNETES_VERSION = "1.37.0"
+FULLNAME = RELEASE  # the release name contains the chart name
+INVALID_DIR = Path(__file__).parent / "invalid"
+
+
+def relay_container(r: Rendered) -> dict[str, Any]:
+    pod = r.one("Deployment", FULLNAME)["spec"]["template"]["spec"]
+    (container,) = [c for c in pod["containers"] if c["name"] == "relay"]
+    return container
+
+
+def flag_values(args: list[str]) -> dict[str, str]:
+    """['--queue-size=5'] -> {'queue-size': '5'}; every argument must be --flag=value."""
+    parsed = {}
+    for arg in args:
+        assert arg.startswith("--"), f"not --flag=value: {arg!r}"
+        assert "=" in arg, f"not --flag=value: {arg!r}"
+        name, _, value = arg[2:].partition("=")
+        parsed[name] = value
+    return parsed
+
+
+def container_port(container: dict[str, Any], port: int | str) -> int:
+    """A port reference (number or container port name) -> the container port number."""
+    if isinstance(port, int):
+        return port
+    (match,) = [p["containerPort"] for p in container["ports"] if p["name"] == port]
+    return int(match)
+
+
+# --- Helm: lint, render, Kubernetes schemas -------------------------------------------------
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_helm_lint_is_clean(case: str) -> None:
+    report = helm.lint(
+        CHART_DIR, load_values(CASES[case]), strict=True, kube_version=f"v{KUBERNETES_VERSION}"
+    )
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert problems == [], problems
+    assert report["errors"] == []
+
+
+def test_kubernetes_validate_ships_the_pinned_release() -> None:
+    from kubernetes_validate.utils import all_versions
+
+    assert KUBERNETES_VERSION in all_versions(), (
+        f"kubernetes-validate {kubernetes_validate.__version__} has no schemas for "
+        f"Kubernetes {KUBERNETES_VERSION}; upgrade it"
+    )
+
+
+def check_service_monitor(r: Rendered, monitor: dict[str, Any]) -> None:
+    """No OpenAPI schema ships for this CRD: check the fields the Prometheus Operator needs."""
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    spec = monitor["spec"]
+    assert set(spec) <= {"selector", "namespaceSelector", "endpoints"}
+    service = r.one("Service", FULLNAME)
+    selector = spec["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = spec["endpoints"]
+    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout"}
+    port_names = {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["port"] in port_names
+    assert endpoint["path"] == "/metrics"
+    assert parse_duration(endpoint["scrapeTimeout"]) <= parse_duration(endpoint["interval"])
+
+
+def test_every_object_is_valid_kubernetes(rendered: Rendered) -> None:
+    assert rendered.objects, "nothing rendered"
+    for obj in rendered.objects:
+        assert obj["metadata"].get("namespace") == NAMESPACE, obj["metadata"]
+        if obj["kind"] == "ServiceMonitor":
+            check_service_monitor(rendered, obj)
+            continue
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except ValidationError as exc:
+            where = ".".join(str(p) for p in exc.path)
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {where}: {exc.message}")
+        except SchemaNotFoundError as exc:
+            pytest.fail(exc.message)
+
+
+def test_rendered_examples_match_the_chart() -> None:
+    assert stale_examples() == [], "run: python -m tests.chart.render --write"
+
+
+# --- values.schema.json ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"relay": {"queueSize": "20000"}}, "queueSize"),
+        ({"relay": {"queueSize": 0}}, "queueSize"),
+        ({"replicaCount": -1}, "replicaCount"),
+        ({"replicas": 2}, "replicas"),
+        ({"relay": {"queueSzie": 10}}, "queueSzie"),
+        ({"relay": {"batchTimeout": "5 seconds"}}, "batchTimeout"),
+        ({"relay": {"logLevel": "verbose"}}, "logLevel"),
+        ({"jaeger": {"agent": {"endpoint": "jaeger"}}}, "endpoint"),
+        ({"jaeger": {"collector": {"endpoint": "jaeger:14268"}}}, "endpoint"),
+        ({"service": {"otlpPort": 70000}}, "otlpPort"),
+        ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
+        ({"terminationGracePeriodSeconds": "60"}, "terminationGracePeriodSeconds"),
+        ({"autoscaling": {"maxReplicas": 0}}, "maxReplicas"),
+        ({"buildkit": {"enabled": "yes"}}, "enabled"),
+    ],
+)
+def test_schema_rejects_bad_values(values: dict[str, Any], complaint: str) -> None:
+    with helm.Chart.load(CHART_DIR) as chart, pytest.raises(helm.HelmValuesError) as caught:
+        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    assert complaint in str(caught.value)
+
+
+def test_schema_accepts_every_ci_file() -> None:
+    with helm.Chart.load(CHART_DIR) as chart:
+        for path in CASES.values():
+            chart.validate_schema(load_values(path))  # raises HelmValuesError, naming the key
+
+
+# --- Rules the schema cannot express: the chart refuses to render ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"relay": {"shutdownTimeout": "30s"}}, "terminationGracePeriodSeconds"),
+        ({"relay": {"shutdownTimeout": "1m"}, "terminationGracePeriodSeconds": 60}, "must exceed"),
+        (
+            {"relay": {"shutdownTimeout": "45000ms"}, "terminationGracePeriodSeconds": 40},
+            "must exceed",
+        ),
+        ({"relay": {"shutdownTimeout": "31"}}, "must exceed"),
+        ({"relay": {"maxBatchSize": 30000}}, "maxBatchSize"),
+        ({"relay": {"adminPort": 4317}}, "must differ"),
+        (
+            {"jaeger": {"collector": {"endpoint": "http://j:14268/api/traces", "user": "u"}}},
+            "password",
+        ),
+        ({"jaeger": {"collector": {"password": "p", "user": "u"}}}, "jaeger.collector.endpoint"),
+        ({"tls": {"enabled": True}}, "tls.cert"),
+        ({"tls": {"enabled": True, "existingSecret": "s", "cert": "c"}}, "not both"),
+        ({"auth": {"enabled": True}}, "auth.token"),
+        (
+            {"buildkit": {"enabled": True}, "tls": {"enabled": True, "existingSecret": "s"}},
+            "otlpCA",
+        ),
+        (
+            {
+                "buildkit": {"enabled": True, "otlpCA": {"secretName": "ca"}},
+                "tls": {"enabled": True, "existingSecret": "s", "requireClientCert": True},
+            },
+            "mutual TLS",
+        ),
+        ({"podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}}, "not both"),
+    ],
+)
+def test_chart_refuses_inconsistent_values(values: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(helm.HelmRenderError) as caught:
+        render(values)
+    assert complaint in str(caught.value)
+
+
+def test_values_file_with_too_short_grace_period_fails_to_render() -> None:
+    values = load_values(INVALID_DIR / "grace-too-short-values.yaml")
+    with pytest.raises(helm.HelmRenderError, match=r"must exceed relay\.shutdownTimeout"):
+        render(values)
+
+
+# --- Invariants between the objects and the relay -------------------------------------------
+
+
+def test_services_reach_the_ports_the_relay_listens_on(rendered: Rendered) -> None:
+    container = relay_container(rendered)
+    flags = flag_values(container["args"])
+    otlp = parse_host_port(flags["otlp-grpc-endpoint"]).port
+    admin = parse_host_port(flags["admin-endpoint"]).port
+    assert container_port(container, "otlp-grpc") == otlp
+    assert container_port(container, "admin") == admin
+
+    service = rendered.one("Service", FULLNAME)
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert container_port(container, ports["otlp-grpc"]["targetPort"]) == otlp
+    assert ports["otlp-grpc"]["appProtocol"] == "grpc"
+    assert container_port(container, ports["metrics"]["targetPort"]) == admin
+    assert service["spec"]["selector"].items() <= pod_labels(rendered).items()
+
+    headless = [s for s in rendered.of_kind("Service") if s["spec"].get("clusterIP") == "None"]
+    assert len(headless) == int(bool(rendered.values.get("service", {}).get("headless")))
+    for svc in headless:
+        (port,) = svc["spec"]["ports"]
+        # No port mapping without a cluster IP: clients dial the pod's own port.
+        assert port["port"] == otlp
+        assert port["appProtocol"] == "grpc"
+
+
+def pod_labels(r: Rendered) -> dict[str, str]:
+    labels: dict[str, str] = r.one("Deployment", FULLNAME)["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def test_probes_hit_the_relay_health_endpoints(rendered: Rendered) -> None:
+    container = relay_container(rendered)
+    admin = parse_host_port(flag_values(container["args"])["admin-endpoint"]).port
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        http = container[probe]["httpGet"]
+        assert http["path"] == path
+        assert container_port(container, http["port"]) == admin
+
+
+def test_grace_period_exceeds_shutdown_timeout(rendered: Rendered) -> None:
+    pod = rendered.one("Deployment", FULLNAME)["spec"]["template"]["spec"]
+    shutdown = parse_duration(flag_values(relay_container(rendered)["args"])["shutdown-timeout"])
+    assert pod["terminationGracePeriodSeconds"] > shutdown
+
+
+def test_relay_runs_unprivileged(rendered: Rendered) -> None:
+    pod = rendered.one("Deployment", FULLNAME)["spec"]["template"]["spec"]
+    pod_ctx, ctx = pod["securityContext"], relay_container(rendered)["securityContext"]
+    assert pod_ctx["runAsNonRoot"] is True
+    assert pod_ctx["runAsUser"] > 0
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert ctx["capabilities"]["drop"] == ["ALL"]
+    assert "add" not in ctx["capabilities"]
+    assert (ctx.get("seccompProfile") or pod_ctx["seccompProfile"])["type"] == "RuntimeDefault"
+    assert pod["automountServiceAccountToken"] is False
+
+
+def secret_strings(values: dict[str, Any]) -> list[str]:
+    return [
+        s
+        for s in (
+            values.get("jaeger", {}).get("collector", {}).get("password"),
+            values.get("tls", {}).get("key"),
+            values.get("auth", {}).get("token"),
+        )
+        if s
+    ]
+
+
+def test_secrets_are_files_never_arguments(rendered: Rendered) -> None:
+    container = relay_container(rendered)
+    flags = flag_values(container["args"])
+    assert "jaeger-password" not in flags
+    spec_text = str(rendered.one("Deployment", FULLNAME))
+    for secret in secret_strings(rendered.values):
+        assert secret not in spec_text
+
+
+def test_chart_secret_change_rolls_the_pods() -> None:
+    def checksum(password: str) -> str:
+        values = {
+            "jaeger": {
+                "collector": {
+                    "endpoint": "http://j:14268/api/traces",
+                    "user": "u",
+                    "password": password,
+                }
+            }
+        }
+        r = Rendered("checksum", values)
+        annotations = r.one("Deployment", FULLNAME)["spec"]["template"]["metadata"]["annotations"]
+        return str(annotations["checksum/secret"])
+
+    assert checksum("one") != checksum("two")
+    assert checksum("one") == checksum("one")
+
+
+def materialize_mounts(r: Rendered, root: Path) -> dict[str, Path]:
+    """Recreate the relay container's secret volumes under root: mountPath -> local directory.
+
+    Files of the chart's own Secret get the rendered (decoded) data; keys of an existing Secret,
+    which the chart only references, get a placeholder. Only mounted items exist, as in the pod.
+    """
+    pod = r.one("Deployment", FULLNAME)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    chart_secrets = {s["metadata"]["name"]: s for s in r.of_kind("Secret")}
+    mounts = {}
+    for mount in relay_container(r)["volumeMounts"]:
+        local = root / mount["mountPath"].lstrip("/")
+        local.mkdir(parents=True, exist_ok=True)
+        mounts[mount["mountPath"]] = local
+        source = volumes[mount["name"]].get("secret")
+        if source is None:
+            continue
+        secret = chart_secrets.get(source["secretName"])
+        for item in source["items"]:
+            if secret is not None:
+                data = base64.b64decode(secret["data"][item["key"]])
+            else:
+                data = f"placeholder for {source['secretName']}/{item['key']}\n".encode()
+            (local / item["path"]).write_bytes(data)
+    return mounts
+
+
+def test_relay_accepts_the_rendered_arguments(rendered: Rendered, tmp_path: Path) -> None:
+    container = relay_container(rendered)
+    assert not [e for e in container.get("env", []) if e["name"].startswith("RELAY_")]
+    mounts = materialize_mounts(rendered, tmp_path)
+    args = []
+    for arg in container["args"]:
+        name, _, value = arg.partition("=")
+        if name.endswith("-file"):
+            owners = [m for m in mounts if value.startswith(m.rstrip("/") + "/")]
+            assert owners, f"{arg} points at a path no volume provides"
+            value = str(mounts[owners[0]] / Path(value).relative_to(owners[0]))
+        args.append(f"{name}={value}")
+
+    config = load_config(args, {})
+
+    values = rendered.values
+    collector = values.get("jaeger", {}).get("collector", {})
+    assert config.jaeger_collector == (collector.get("endpoint") or None)
+    if collector.get("password"):
+        assert config.jaeger_password == collector["password"]
+    assert (config.tls_cert_file is not None) == bool(values.get("tls", {}).get("enabled"))
+    assert (config.auth_token_file is not None) == bool(values.get("auth", {}).get("enabled"))
+    if values.get("auth", {}).get("token"):
+        assert config.auth_token_file is not None
+        assert config.auth_token_file.read_text() == values["auth"]["token"]
+
+
+def test_bundled_buildkit_sends_to_the_relay_service(rendered: Rendered) -> None:
+    builders = [
+        d for d in rendered.of_kind("Deployment") if d["metadata"]["name"].endswith("-buildkitd")
+    ]
+    if not rendered.values.get("buildkit", {}).get("enabled"):
+        assert builders == []
+        return
+    (builder,) = builders
+    (container,) = builder["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["OTEL_TRACES_EXPORTER"]["value"] == "otlp"
+    service = rendered.one("Service", FULLNAME)
+    (otlp,) = [p for p in service["spec"]["ports"] if p["name"] == "otlp-grpc"]
+    scheme = "https" if rendered.values.get("tls", {}).get("enabled") else "http"
+    expected = f"{scheme}://{FULLNAME}.{NAMESPACE}.svc:{otlp['port']}"
+    assert env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]["value"] == expected
+    if rendered.values.get("auth", {}).get("enabled"):
+        header = env["OTEL_EXPORTER_OTLP_TRACES_HEADERS"]["value"]
+        assert header == "authorization=Bearer $(TRACE_RELAY_AUTH_TOKEN)"
+        assert list(env).index("TRACE_RELAY_AUTH_TOKEN") < list(env).index(
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+        )
+    # The NetworkPolicy, when on, admits the bundled builder.
+    for policy in rendered.of_kind("NetworkPolicy"):
+        peer = policy["spec"]["ingress"][0]["from"][0]
+        labels = builder["spec"]["template"]["metadata"]["labels"]
+        assert peer["podSelector"]["matchLabels"].items() <= labels.items()
+
+
+def test_notes_tell_how_to_point_buildkit_at_the_relay(rendered: Rendered) -> None:
+    notes = rendered.manifests[f"{CHART_DIR.name}/templates/NOTES.txt"]
+    assert "OTEL_TRACES_EXPORTER=otlp" in notes
+    assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http" in notes
+    assert f"{FULLNAME}.{NAMESPACE}.svc:" in notes
