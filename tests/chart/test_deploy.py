@@ -1,0 +1,60 @@
+"""deploy/: the plain manifests around the chart agree with it and with Kubernetes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from relay.config import parse_host_port
+
+from .render import CHART_DIR, REPO, load_values
+from .test_chart import KUBERNETES_VERSION
+
+DEPLOY = REPO / "deploy"
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+
+
+@pytest.mark.parametrize("name", ["jaeger.yaml", "buildkitd.yaml"])
+def test_manifests_are_valid_kubernetes(name: str) -> None:
+    for obj in documents(DEPLOY / name):
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_jaeger_accepts_what_the_chart_sends_by_default() -> None:
+    objs = documents(DEPLOY / "jaeger.yaml")
+    (service,) = [o for o in objs if o["kind"] == "Service"]
+    (config_map,) = [o for o in objs if o["kind"] == "ConfigMap"]
+    config = yaml.safe_load(config_map["data"]["config.yaml"])
+    protocols = config["receivers"]["jaeger"]["protocols"]
+    assert "jaeger" in config["service"]["pipelines"]["traces"]["receivers"]
+
+    agent = parse_host_port(load_values(CHART_DIR / "values.yaml")["jaeger"]["agent"]["endpoint"])
+    ns = service["metadata"]["namespace"]
+    assert agent.host == f"{service['metadata']['name']}.{ns}.svc"
+    udp = {p["port"] for p in service["spec"]["ports"] if p["protocol"] == "UDP"}
+    assert agent.port in udp
+    assert parse_host_port(protocols["thrift_compact"]["endpoint"]).port == agent.port
+    # The collector output (--jaeger-collector http://jaeger.observability.svc:14268/api/traces)
+    tcp = {p["port"] for p in service["spec"]["ports"] if p["protocol"] == "TCP"}
+    assert parse_host_port(protocols["thrift_http"]["endpoint"]).port in tcp
+
+
+def test_buildkitd_sends_to_the_chart_service() -> None:
+    (deployment,) = [o for o in documents(DEPLOY / "buildkitd.yaml") if o["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["OTEL_TRACES_EXPORTER"] == "otlp"
+    port = load_values(CHART_DIR / "values.yaml")["service"]["otlpPort"]
+    # README: helm install trace-relay helm/trace-relay --namespace trace-relay
+    assert env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == f"http://trace-relay.trace-relay.svc:{port}"
+    # ... and the chart's NetworkPolicy (when on) admits it by default.
+    peer = load_values(CHART_DIR / "values.yaml")["networkPolicy"]["otlpFrom"]["podSelector"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert peer["matchLabels"].items() <= labels.items()
