@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ class RecordingExporter:
 
     def __init__(self, failures: Sequence[ExportError | None] = ()) -> None:
         self._encoded: dict[int, list[ReadableSpan]] = {}
+        self._keys = itertools.count()
         self._failures = list(failures)
         self.exported: list[list[ReadableSpan]] = []
         self.attempts = 0
@@ -28,7 +30,7 @@ class RecordingExporter:
         self.cond = threading.Condition()
 
     def encode(self, spans: Sequence[ReadableSpan]) -> Encoded:
-        key = len(self._encoded)
+        key = next(self._keys)
         self._encoded[key] = list(spans)
         return Encoded([Payload(key.to_bytes(8, "big"), len(spans))])
 
