@@ -102,7 +102,8 @@ def test_collector_keeps_the_connection_alive(collector_sink: HttpCollectorSink)
     exporter.send(payload)
     first = exporter._conn
     exporter.send(payload)
-    assert exporter._conn is first and first is not None
+    assert exporter._conn is first
+    assert first is not None
     assert collector_sink.wait_for_spans(2, WAIT)
     exporter.shutdown()
 
@@ -305,7 +306,8 @@ def _check_survived(source: DroppedSpan, decoded: Any) -> None:
     assert decoded.parentSpanId == (signed_id(source.parent.span_id) if source.parent else 0)
     assert decoded.operationName == source.name
     assert decoded.flags == context.trace_flags & 1
-    assert source.start_time is not None and source.end_time is not None
+    assert source.start_time is not None
+    assert source.end_time is not None
     assert decoded.startTime == source.start_time // 1000
     assert decoded.startTime + decoded.duration == source.end_time // 1000
     keys = [tag.key for tag in decoded.tags or ()]
