@@ -59,7 +59,7 @@ def _handler_class(registry: CollectorRegistry, health: Health) -> type[BaseHTTP
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            logger.debug("admin: " + format, *args)
+        def log_message(self, format: str, *args: object) -> None:
+            logger.debug("admin: %s", format % args)
 
     return Handler

@@ -119,7 +119,8 @@ class Relay:
 
     @staticmethod
     def _credentials(config: Config) -> grpc.ServerCredentials:
-        assert config.tls_cert_file is not None and config.tls_key_file is not None
+        if config.tls_cert_file is None or config.tls_key_file is None:
+            raise StartupError("--tls-cert-file: TLS needs both --tls-cert-file and --tls-key-file")
         pair = (config.tls_key_file.read_bytes(), config.tls_cert_file.read_bytes())
         client_ca = config.tls_client_ca_file.read_bytes() if config.tls_client_ca_file else None
         return grpc.ssl_server_credentials([pair], root_certificates=client_ca,

@@ -11,15 +11,15 @@ import os
 # them in one line of its own. Set before grpc is imported; an operator's GRPC_VERBOSITY wins.
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-import logging  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
 
-from relay import sendtest  # noqa: E402
-from relay.app import Relay, StartupError  # noqa: E402
-from relay.config import ConfigError, load_config  # noqa: E402
+from relay import sendtest
+from relay.app import Relay, StartupError
+from relay.config import ConfigError, load_config
 
 logger = logging.getLogger("relay")
 

@@ -72,7 +72,7 @@ class RelayEvent(Event):
     """An SDK Event that keeps OTLP's dropped attribute count."""
 
     def __init__(self, name: str, attributes: dict[str, AttrValue], timestamp: int, dropped: int) -> None:
-        super().__init__(name, attributes, timestamp)  # type: ignore[arg-type]
+        super().__init__(name, attributes, timestamp)
         self._dropped = dropped
 
     @property
@@ -84,7 +84,7 @@ class RelayLink(Link):
     """An API Link that keeps OTLP's dropped attribute count."""
 
     def __init__(self, context: SpanContext, attributes: dict[str, AttrValue], dropped: int) -> None:
-        super().__init__(context, attributes)  # type: ignore[arg-type]
+        super().__init__(context, attributes)
         self._dropped = dropped
 
     @property
@@ -158,7 +158,7 @@ def _resource(pb: PbResource, schema_url: str) -> Resource:
     # Resource() would run every value through BoundedAttributes, which refuses bytes and kvlist
     # values; the relay must carry them, so the attributes are set as converted.
     resource = Resource({}, schema_url)
-    resource._attributes = attributes(pb.attributes)  # type: ignore[assignment]  # noqa: SLF001
+    resource._attributes = attributes(pb.attributes)  # type: ignore[assignment]
     return resource
 
 
@@ -184,7 +184,7 @@ def _status(code: int, message: str) -> Status:
         return _PLAIN_STATUS.get(code, _PLAIN_STATUS[0])
     status = Status(_STATUS_CODES.get(code, StatusCode.UNSET))
     # Status() discards a description unless the code is ERROR; OTLP and Jaeger keep it.
-    status._description = message  # noqa: SLF001
+    status._description = message
     return status
 
 

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 RETRY_DELAY_SECONDS = 2
-_EMPTY_RESPONSE = ExportTraceServiceResponse().SerializeToString()
+_EMPTY_RESPONSE: bytes = ExportTraceServiceResponse().SerializeToString()
 
 
 def _unavailable_status(message: str) -> grpc.Status:
@@ -89,7 +89,8 @@ class TraceReceiver:
         partial = ExportTracePartialSuccess(rejected_spans=converted.rejected_count,
                                             error_message=_rejection_message(converted.rejected,
                                                                              converted.first_error))
-        return ExportTraceServiceResponse(partial_success=partial).SerializeToString()
+        response: bytes = ExportTraceServiceResponse(partial_success=partial).SerializeToString()
+        return response
 
     def _offer(self, batches: list[Any]) -> tuple[str, grpc.Status] | None:
         if self.shutting_down:
@@ -101,7 +102,8 @@ class TraceReceiver:
         return "queue_full", _QUEUE_FULL
 
     def _authorized(self, context: grpc.ServicerContext) -> bool:
-        assert self._expected_auth is not None
+        if self._expected_auth is None:
+            return True
         for key, value in context.invocation_metadata():
             if key == "authorization":
                 given = value.encode() if isinstance(value, str) else value

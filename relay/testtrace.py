@@ -9,6 +9,7 @@ SERVER spans, INTERNAL vertex spans such as `[build 2/3] RUN ...` with `ExecOp s
 from __future__ import annotations
 
 import random
+
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -57,7 +58,7 @@ class _Ids:
         return (self._rng.getrandbits(63) + 1).to_bytes(8, "big")
 
 
-def _rpc(name: str, kind: int, trace_id: bytes, span_id: bytes, parent: bytes, start: int,
+def _rpc(name: str, kind: Span.SpanKind.ValueType, trace_id: bytes, span_id: bytes, parent: bytes, start: int,
          end: int, with_messages: bool) -> Span:
     service, method = name.rsplit("/", 1)
     span = Span(
@@ -65,7 +66,7 @@ def _rpc(name: str, kind: int, trace_id: bytes, span_id: bytes, parent: bytes, s
         flags=SAMPLED, start_time_unix_nano=start, end_time_unix_nano=end,
         attributes=[_kv("rpc.system", "grpc"), _kv("rpc.service", service),
                     _kv("rpc.method", method), _kv("rpc.grpc.status_code", 0)],
-        status=Status(code=Status.STATUS_CODE_OK if kind == Span.SPAN_KIND_CLIENT else 0),
+        status=Status(code=Status.STATUS_CODE_OK if kind == Span.SPAN_KIND_CLIENT else Status.STATUS_CODE_UNSET),
     )
     if with_messages:
         for n, (kind_name, at) in enumerate((("SENT", start + 10_000), ("RECEIVED", end - 10_000)), 1):

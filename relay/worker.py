@@ -55,8 +55,10 @@ class _RateLimitedLog:
             return
         suppressed = self._suppressed.pop(key, 0)
         self._last[key] = now
-        suffix = f" ({suppressed} similar messages suppressed)" if suppressed else ""
-        logger.warning(msg + suffix, *args)
+        if suppressed:
+            logger.warning("%s (%d similar messages suppressed)", msg % args, suppressed)
+        else:
+            logger.warning(msg, *args)
 
 
 class Worker:

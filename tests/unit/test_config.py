@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,12 +102,12 @@ def test_password_from_file(tmp_path: Path) -> None:
     ],
 )
 def test_bad_values_name_the_flag(argv: list[str], flag: str) -> None:
-    with pytest.raises(ConfigError, match=f"^{flag}: "):
+    with pytest.raises(ConfigError, match=f"^{re.escape(flag)}: "):
         load_config(argv, {})
 
 
 def test_bad_env_value_names_the_flag() -> None:
-    with pytest.raises(ConfigError, match="^--queue-size: "):
+    with pytest.raises(ConfigError, match=r"^--queue-size: "):
         load_config([], {"RELAY_QUEUE_SIZE": "many"})
 
 
@@ -119,7 +120,7 @@ def test_secret_values_never_appear_in_errors() -> None:
 def test_durations() -> None:
     assert parse_duration("200ms") == pytest.approx(0.2)
     assert parse_duration("1h") == 3600
-    with pytest.raises(ValueError, match="duration"):
+    with pytest.raises(ValueError, match=r"duration"):
         parse_duration("-1s")
 
 

@@ -186,7 +186,8 @@ def test_a_bad_span_is_rejected_alone(fields: dict[str, object], reason: str) ->
 
 def test_resources_stay_apart_and_missing_service_name_is_kept_absent() -> None:
     request = _request(_span())
-    request.resource_spans.append(ResourceSpans(resource=PbResource(), scope_spans=[ScopeSpans(spans=[_span(name="x")])]))
+    no_service = ResourceSpans(resource=PbResource(), scope_spans=[ScopeSpans(spans=[_span(name="x")])])
+    request.resource_spans.append(no_service)
     converted = convert_request(request)
     assert [dict(batch[0].resource.attributes) for batch in converted.batches] == [{"service.name": "svc"}, {}]
 
