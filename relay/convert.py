@@ -47,11 +47,31 @@ _SCALARS = frozenset({"string_value", "bool_value", "int_value", "double_value",
 
 
 class RelaySpan(ReadableSpan):
-    """A ReadableSpan that keeps OTLP's dropped counts and an unspecified kind."""
+    """A ReadableSpan that keeps OTLP's dropped counts and an unspecified kind.
 
-    def __init__(self, *args: Any, dropped: tuple[int, int, int], kind_unspecified: bool,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    Built only by :func:`_span`, positionally. It sets the fields ``ReadableSpan.__init__`` sets
+    (tests/unit/test_convert.py checks they stay the same set) without its keyword call: this is
+    the hot path, one call per span.
+    """
+
+    def __init__(self, name: str, context: SpanContext, parent: SpanContext | None,
+                 resource: Resource, attributes: dict[str, AttrValue], events: list[Event],
+                 links: list[Link], kind: SpanKind, status: Status, start_time: int,
+                 end_time: int, instrumentation_scope: SdkScope, dropped: tuple[int, int, int],
+                 kind_unspecified: bool) -> None:
+        self._name = name
+        self._context = context
+        self._kind = kind
+        self._instrumentation_info = None
+        self._instrumentation_scope = instrumentation_scope
+        self._parent = parent
+        self._start_time = start_time
+        self._end_time = end_time
+        self._attributes = attributes
+        self._events = events
+        self._links = links
+        self._resource = resource
+        self._status = status
         self._dropped = dropped
         self.kind_unspecified = kind_unspecified
 
@@ -211,37 +231,48 @@ def _links(pb_links: Sequence[PbSpan.Link]) -> tuple[list[Link], int]:
     return links, len(pb_links) - len(links)
 
 
+def _context(trace_id: int, span_id: int, is_remote: bool, flags: TraceFlags,
+             trace_state: TraceState) -> SpanContext:
+    # SpanContext.__new__ only range-checks the ids into ``is_valid``; _id has checked them
+    # already (sized and non-zero), so the tuple is built directly: the same value, ~1 µs less.
+    return tuple.__new__(SpanContext, (trace_id, span_id, is_remote, flags, trace_state, True))
+
+
 def _span(pb: PbSpan, resource: Resource, scope: SdkScope) -> ReadableSpan:
+    # Hot path: every upb field access costs ~0.2-0.4 µs, so each field is read once.
     trace_id = _id(pb.trace_id, 16, "trace_id")
     span_id = _id(pb.span_id, 8, "span_id")
-    if pb.end_time_unix_nano < pb.start_time_unix_nano:
+    start, end = pb.start_time_unix_nano, pb.end_time_unix_nano
+    if end < start:
         raise InvalidSpan("end_before_start", "end_time_unix_nano is before start_time_unix_nano")
     flags = pb.flags
     trace_flags = _TRACE_FLAGS[flags & 0xFF]
     trace_state = _trace_state(pb.trace_state)
     parent = None
-    if pb.parent_span_id and pb.parent_span_id != _ZERO_SPAN_ID:  # all zeros: a root, as in the Collector
-        parent = SpanContext(trace_id, _id(pb.parent_span_id, 8, "parent_span_id"),
-                             is_remote=bool(flags & _IS_REMOTE), trace_flags=trace_flags,
-                             trace_state=trace_state)
-    links, bad_links = _links(pb.links) if pb.links else ([], 0)
+    parent_id = pb.parent_span_id
+    if parent_id and parent_id != _ZERO_SPAN_ID:  # all zeros: a root, as in the Collector
+        parent = _context(trace_id, _id(parent_id, 8, "parent_span_id"), bool(flags & _IS_REMOTE),
+                          trace_flags, trace_state)
+    pb_links = pb.links
+    links, bad_links = _links(pb_links) if pb_links else ([], 0)
+    pb_events = pb.events
+    status = pb.status
+    kind = pb.kind
     return RelaySpan(
-        name=pb.name,
-        context=SpanContext(trace_id, span_id, is_remote=False, trace_flags=trace_flags,
-                            trace_state=trace_state),
-        parent=parent,
-        resource=resource,
-        attributes=attributes(pb.attributes),
-        events=[_event(event) for event in pb.events],
-        links=links,
-        kind=_KINDS.get(pb.kind, SpanKind.INTERNAL),
-        status=_status(pb.status.code, pb.status.message),
-        start_time=pb.start_time_unix_nano,
-        end_time=pb.end_time_unix_nano,
-        instrumentation_scope=scope,
-        dropped=(pb.dropped_attributes_count, pb.dropped_events_count,
-                 pb.dropped_links_count + bad_links),
-        kind_unspecified=pb.kind == 0,
+        pb.name,
+        _context(trace_id, span_id, False, trace_flags, trace_state),
+        parent,
+        resource,
+        attributes(pb.attributes),
+        [_event(event) for event in pb_events] if pb_events else [],
+        links,
+        _KINDS.get(kind, SpanKind.INTERNAL),
+        _status(status.code, status.message),
+        start,
+        end,
+        scope,
+        (pb.dropped_attributes_count, pb.dropped_events_count, pb.dropped_links_count + bad_links),
+        kind == 0,
     )
 
 

@@ -1,0 +1,70 @@
+"""Where the relay's time goes: µs per span for each stage, in-process, CPU time (min of repeats).
+
+``python -m bench.stages`` prints a table for both profiles. Stages: parse (upb), convert
+(protobuf -> ReadableSpan), translate (-> Jaeger thrift objects), encode (thrift C encoder),
+and each exporter's whole ``encode`` (translate + encode + framing).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from bench.profiles import PROFILES, build_requests
+from relay.convert import convert_request
+from relay.exporters.agent import JaegerAgentExporter
+from relay.exporters.collector import JaegerCollectorExporter
+from relay.exporters.jaeger_compat import encode_compact
+from relay.exporters.translate import span_to_jaeger
+
+REQUESTS = 20
+
+
+def per_span(fn: Callable[[], object], spans: int, repeat: int = 7) -> float:
+    """Least CPU µs per span over ``repeat`` calls of ``fn`` (other processes do not count)."""
+    best = float("inf")
+    for _ in range(repeat):
+        begin = time.process_time()
+        fn()
+        best = min(best, time.process_time() - begin)
+    return best / spans * 1e6
+
+
+def stage_costs(profile: str) -> dict[str, float]:
+    requests = [data for data, _ in build_requests(profile, REQUESTS)]
+    parsed = [ExportTraceServiceRequest.FromString(data) for data in requests]
+    batches = [batch for request in parsed for batch in convert_request(request).batches]
+    spans = [span for batch in batches for span in batch]
+    thrift = [span_to_jaeger(span) for span in spans]
+    agent = JaegerAgentExporter("127.0.0.1", 9)
+    collector = JaegerCollectorExporter("http://127.0.0.1:9/api/traces")
+    n = len(spans)
+    parse = per_span(lambda: [ExportTraceServiceRequest.FromString(d) for d in requests], n)
+    parse_convert = per_span(lambda: [convert_request(ExportTraceServiceRequest.FromString(d))
+                                      for d in requests], n)
+    return {
+        "parse": parse,
+        "convert": parse_convert - parse,
+        "translate": per_span(lambda: [span_to_jaeger(s) for s in spans], n),
+        "encode (compact, C)": per_span(lambda: [encode_compact(t) for t in thrift], n),
+        "agent.encode (all)": per_span(lambda: [agent.encode(b) for b in batches], n),
+        "collector.encode (all)": per_span(lambda: [collector.encode(b) for b in batches], n),
+    }
+
+
+def main() -> None:
+    costs = {profile: stage_costs(profile) for profile in PROFILES}
+    print("| stage | " + " | ".join(f"{p} µs/span" for p in PROFILES) + " |")
+    print("|---|" + "---:|" * len(PROFILES))
+    for stage in costs[PROFILES[0]]:
+        print(f"| {stage} | " + " | ".join(f"{costs[p][stage]:.2f}" for p in PROFILES) + " |")
+    total = {p: costs[p]["parse"] + costs[p]["convert"] + costs[p]["agent.encode (all)"] for p in PROFILES}
+    print("| parse + convert + agent.encode | " + " | ".join(f"{total[p]:.2f}" for p in PROFILES) + " |")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
