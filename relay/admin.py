@@ -20,7 +20,8 @@ class AdminServer:
         handler = _handler_class(registry, health)
         self._server = ThreadingHTTPServer((endpoint.host, endpoint.port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="trace-relay-admin",
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="trace-relay-admin",
                                         daemon=True)
 
     @property
