@@ -98,6 +98,10 @@ class Relay:
         options = [
             ("grpc.max_receive_message_length", self.config.max_recv_msg_size_mib * MIB),
             ("grpc.so_reuseport", 0),
+            # RPCs beyond the handler threads wait in grpc's executor queue; their bodies are not
+            # read until a thread takes them, but HTTP/2 flow control lets each open stream buffer
+            # up to a window. One connection gets no more streams than there are handler threads.
+            ("grpc.max_concurrent_streams", self.config.max_concurrent_rpcs),
         ]
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.config.max_concurrent_rpcs,

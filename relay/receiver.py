@@ -6,13 +6,18 @@ Parse, convert, offer to the queue, answer. It never waits on Jaeger and never i
 - invalid spans -> rejected alone, reported in ``partial_success``; the rest go through
 - the queue cannot take the whole request -> UNAVAILABLE with a RetryInfo delay (OTLP clients
   retry that); nothing of the request is queued, so nothing is acknowledged and then dropped
-- with a bearer token configured, a request without it -> UNAUTHENTICATED (compared in constant time)
+- with a bearer token configured, a request without it -> UNAUTHENTICATED (compared in constant time,
+  decided from the metadata alone: the body of such a request is neither read nor parsed)
+- room in the queue is reserved for a request's spans before they are converted, so a burst of
+  requests cannot hold more converted spans than the queue capacity
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -33,6 +38,7 @@ from relay.spanqueue import SpanQueue
 logger = logging.getLogger(__name__)
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+EXPORT_METHOD = f"/{SERVICE}/Export"
 RETRY_DELAY_SECONDS = 2
 _EMPTY_RESPONSE: bytes = ExportTraceServiceResponse().SerializeToString()
 
@@ -52,26 +58,51 @@ class TraceReceiver:
     def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None) -> None:
         self._queue = queue
         self._ledger = ledger
-        self._expected_auth = b"Bearer " + auth_token if auth_token else None
+        self._token = auth_token or None
+        self._lock = threading.Lock()
+        self._converting = 0  # spans being converted: room reserved in the queue for them
         self.shutting_down = False
 
     def handler(self) -> grpc.GenericRpcHandler:
         # Raw bytes in: a parse failure must be INVALID_ARGUMENT, which grpc's own deserializer
         # hook cannot produce.
-        method = grpc.unary_unary_rpc_method_handler(self.export)
-        return grpc.method_handlers_generic_handler(SERVICE, {"Export": method})
+        return _Handler(self)
 
     def export(self, data: bytes, context: grpc.ServicerContext) -> bytes:
-        if self._expected_auth is not None and not self._authorized(context):
-            self._ledger.request("UNAUTHENTICATED")
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
         try:
             request = ExportTraceServiceRequest.FromString(data)
         except DecodeError as exc:
             self._ledger.request("INVALID_ARGUMENT")
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"not a valid ExportTraceServiceRequest: {exc}")
-        return self._export(request, context)
+        count = request_span_count(request)
+        refusal = self._reserve(count)
+        if refusal is not None:
+            self._ledger.request("UNAVAILABLE", refused=(refusal[0], count))
+            context.abort_with_status(refusal[1])
+        try:
+            return self._export(request, context)
+        finally:
+            self._release(count)
+
+    def unauthenticated(self, _requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        """The answer to a request without the bearer token; its body is never read."""
+        self._ledger.request("UNAUTHENTICATED")
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+        return _EMPTY_RESPONSE  # not reached: abort raises
+
+    def authorized(self, metadata: Sequence[tuple[str, str | bytes]]) -> bool:
+        """RFC 6750: ``authorization: Bearer <token>``, the scheme case-insensitive (RFC 7235);
+        the token compared in constant time."""
+        if self._token is None:
+            return True
+        for key, value in metadata:
+            if key == "authorization":
+                given = value.encode() if isinstance(value, str) else value
+                scheme, _, token = given.strip().partition(b" ")
+                valid = scheme.lower() == b"bearer"
+                return hmac.compare_digest(token.strip(), self._token) and valid
+        return False
 
     def _export(self, request: ExportTraceServiceRequest, context: grpc.ServicerContext) -> bytes:
         converted = convert_request(request)
@@ -92,6 +123,22 @@ class TraceReceiver:
         response: bytes = ExportTraceServiceResponse(partial_success=partial).SerializeToString()
         return response
 
+    def _reserve(self, count: int) -> tuple[str, grpc.Status] | None:
+        """Room in the queue for ``count`` spans, taken BEFORE converting them: converted spans
+        alive at once (queued, in the worker's hands, or being converted) never exceed the queue
+        capacity, however many requests arrive together."""
+        if self.shutting_down:
+            return "shutting_down", _SHUTTING_DOWN
+        with self._lock:
+            if self._converting + self._queue.outstanding + count > self._queue.capacity:
+                return "queue_full", _QUEUE_FULL
+            self._converting += count
+        return None
+
+    def _release(self, count: int) -> None:
+        with self._lock:
+            self._converting -= count
+
     def _offer(self, batches: list[Any]) -> tuple[str, grpc.Status] | None:
         if self.shutting_down:
             return "shutting_down", _SHUTTING_DOWN
@@ -101,14 +148,22 @@ class TraceReceiver:
             return "shutting_down", _SHUTTING_DOWN
         return "queue_full", _QUEUE_FULL
 
-    def _authorized(self, context: grpc.ServicerContext) -> bool:
-        if self._expected_auth is None:
-            return True
-        for key, value in context.invocation_metadata():
-            if key == "authorization":
-                given = value.encode() if isinstance(value, str) else value
-                return hmac.compare_digest(given, self._expected_auth)
-        return False
+
+class _Handler(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """Looks the method up on gRPC's polling thread, before any request byte is read: a call
+    without the bearer token is answered UNAUTHENTICATED by a handler that never reads its body."""
+
+    def __init__(self, receiver: TraceReceiver) -> None:
+        self._receiver = receiver
+        self._export = grpc.unary_unary_rpc_method_handler(receiver.export)
+        self._refuse = grpc.stream_unary_rpc_method_handler(receiver.unauthenticated)
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        if handler_call_details.method != EXPORT_METHOD:
+            return None
+        if self._receiver.authorized(handler_call_details.invocation_metadata):
+            return self._export
+        return self._refuse
 
 
 def _rejection_message(rejected: dict[str, int], first_error: str) -> str:
