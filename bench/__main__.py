@@ -20,9 +20,11 @@ from bench.scenarios import PhaseResult, Timing
 
 RESULTS = Path(__file__).parent / "results"
 FULL = {"runs": 3, "saturation": Timing(2, 6), "fixed": Timing(2, 8), "queue": Timing(1, 6),
-        "sweep": Timing(1, 3), "rates": (2_500.0, 5_000.0, 10_000.0, 20_000.0, 40_000.0, 80_000.0)}
+        "sweep": Timing(1, 3), "rates": (2_500.0, 5_000.0, 10_000.0, 20_000.0, 40_000.0, 80_000.0),
+        "collector_servers": ("naive", "relay"), "sweep_servers": ("parse-only", "naive", "relay")}
 SMOKE = {"runs": 1, "saturation": Timing(0.5, 1.5), "fixed": Timing(0.5, 1.5), "queue": Timing(0.5, 2),
-         "sweep": Timing(0.3, 1), "rates": (5_000.0, 20_000.0)}
+         "sweep": Timing(0.3, 1), "rates": (5_000.0, 20_000.0),
+         "collector_servers": ("relay",), "sweep_servers": ("relay",)}
 
 
 def _machine() -> str:
@@ -47,14 +49,14 @@ def one_run(plan: dict, index: int, with_sweep: bool) -> tuple[list[PhaseResult]
     for kind in ("parse-only", "naive", "relay"):
         print(f"run {index}: {kind} ...", file=sys.stderr, flush=True)
         results += scenarios.server_phases(kind, "agent", plan["saturation"], plan["fixed"])
-    for kind in ("naive", "relay"):
+    for kind in plan["collector_servers"]:
         print(f"run {index}: {kind} -> HTTP collector ...", file=sys.stderr, flush=True)
         results += scenarios.server_phases(kind, "collector", plan["saturation"], plan["fixed"])
     print(f"run {index}: relay with a full queue ...", file=sys.stderr, flush=True)
     results.append(scenarios.queue_full(plan["queue"]))
     sweeps: list[PhaseResult] = []
     if with_sweep:
-        for kind in ("parse-only", "naive", "relay"):
+        for kind in plan["sweep_servers"]:
             print(f"run {index}: {kind} sweep ...", file=sys.stderr, flush=True)
             sweeps += scenarios.sweep(kind, plan["rates"], plan["sweep"])
     return results, sweeps
