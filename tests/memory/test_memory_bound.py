@@ -1,0 +1,114 @@
+"""RSS stays under the documented bound (docs/operations.md, "Memory") during a burst of many
+concurrent large requests against a stalled Jaeger: the queue fills, further requests are refused,
+and the relay's peak RSS (VmHWM, read from /proc) stays under
+
+    R0 + queue_size * SPAN_BYTES + max_concurrent_rpcs * max_recv * (1 + PARSE_FACTOR) + SLACK
+
+A correctness bound, not a timing: nothing here depends on how fast anything runs."""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from pathlib import Path
+
+import grpc
+
+from relay.testtrace import buildkit_trace
+from tests.faults.backends import SilentListener
+from tests.hostile import requests as hostile
+from tests.integration.test_process import Process
+from tests.operator import assert_serving, scrape
+from tests.waiting import wait_until
+
+MIB = 1024 * 1024
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+# The documented constants (bench/results/memory.md measures them: 1576 B, 5.4x).
+SPAN_BYTES = 1600
+PARSE_FACTOR = 5.5
+SLACK = 32 * MIB  # allocator fragmentation, gRPC transport buffers of waiting streams, threads
+
+QUEUE, RPCS, RECV_MIB = 2000, 4, 2
+CLIENTS, EACH = 24, 3
+
+
+def _kib(pid: int, field: str) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(rf"{field}:\s+(\d+) kB", status)[1]) * 1024  # type: ignore[index]
+
+
+def _bodies() -> list[bytes]:
+    """Large requests of three shapes, each just under the limit: many BuildKit spans, many tiny
+    spans (most ReadableSpans per byte), one span with many attributes (worst parse factor)."""
+    limit = RECV_MIB * MIB - 4096
+    big_trace = buildkit_trace(random.Random(1), time.time_ns(), steps=4000).SerializeToString()
+    tiny = hostile.request(*[hostile.span("t", span_id=(i + 1).to_bytes(8, "big")) for i in range(30_000)])
+    while len(tiny.SerializeToString()) > limit:
+        del tiny.resource_spans[0].scope_spans[0].spans[-1000:]
+    attrs = hostile.many_attributes(limit // 12)
+    while len(attrs.SerializeToString()) > limit:
+        del attrs.resource_spans[0].scope_spans[0].spans[0].attributes[-1000:]
+    bodies = [big_trace, tiny.SerializeToString(), attrs.SerializeToString()]
+    assert all(len(body) <= limit for body in bodies)
+    return bodies
+
+
+def _burst(port: int, bodies: list[bytes]) -> dict[str, int]:
+    codes: dict[str, int] = {}
+    lock = threading.Lock()
+    go = threading.Event()
+
+    def client(index: int) -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary(EXPORT)
+            go.wait(30)
+            for n in range(EACH):
+                try:
+                    call(bodies[(index + n) % len(bodies)], timeout=60)
+                    code = "OK"
+                except grpc.RpcError as exc:
+                    code = exc.code().name
+                with lock:
+                    codes[code] = codes.get(code, 0) + 1
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    go.set()
+    for thread in threads:
+        thread.join(120)
+    return codes
+
+
+def test_burst_against_a_stalled_backend_stays_under_the_memory_bound() -> None:
+    bodies = _bodies()
+    with SilentListener() as jaeger:
+        relay = Process("--jaeger-collector", jaeger.url, "--jaeger-timeout", "120s",
+                        "--queue-size", str(QUEUE), "--max-concurrent-rpcs", str(RPCS),
+                        "--max-recv-msg-size-mib", str(RECV_MIB), "--max-batch-size", "100")
+        try:
+            small = buildkit_trace(random.Random(2), time.time_ns(), steps=48).SerializeToString()
+            with grpc.insecure_channel(f"127.0.0.1:{relay.otlp_port}") as channel:
+                call = channel.unary_unary(EXPORT)
+                call(small, timeout=30)  # warm up, then measure the idle baseline
+                base = _kib(relay.proc.pid, "VmRSS")
+                for _ in range(QUEUE // 100 - 1):  # fill the queue (the worker is stuck on Jaeger)
+                    call(small, timeout=30)
+            assert wait_until(lambda: scrape(relay.admin_port).queued == QUEUE)
+            codes = _burst(relay.otlp_port, bodies)
+            peak = _kib(relay.proc.pid, "VmHWM")
+            bound = base + QUEUE * SPAN_BYTES + RPCS * RECV_MIB * MIB * (1 + PARSE_FACTOR) + SLACK
+            assert codes.get("OK", 0) == 0
+            assert sum(codes.values()) == CLIENTS * EACH
+            assert set(codes) <= {"UNAVAILABLE", "RESOURCE_EXHAUSTED"}
+            metrics = scrape(relay.admin_port)
+            assert metrics.refused.get("queue_full", 0) > 0
+            assert metrics.unbalanced() == 0
+            assert_serving(relay.otlp_port, relay.admin_port)
+            print(f"baseline {base / MIB:.1f} MiB, peak {peak / MIB:.1f} MiB, bound {bound / MIB:.1f} MiB, "
+                  f"codes {codes}")
+            assert peak <= bound, f"peak RSS {peak / MIB:.1f} MiB over the bound {bound / MIB:.1f} MiB"
+        finally:
+            relay.close()
