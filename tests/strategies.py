@@ -12,10 +12,12 @@ from typing import Any
 
 from hypothesis import strategies as st
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Event
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
+
+from relay.convert import RelaySpan
 
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 TEXT = st.text(max_size=20)
@@ -23,26 +25,21 @@ KEYS = st.text(min_size=1, max_size=12)
 NS = st.integers(min_value=0, max_value=2**62)
 
 
-class DroppedSpan(ReadableSpan):
-    """A ReadableSpan carrying OTLP dropped counts, as ``relay.convert.RelaySpan`` does."""
+DroppedSpan = RelaySpan  # the converter's ReadableSpan: OTLP dropped counts and unspecified kind
 
-    def __init__(self, *args: Any, dropped: tuple[int, int, int] = (0, 0, 0),
-                 kind_unspecified: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._dropped = dropped
-        self.kind_unspecified = kind_unspecified
 
-    @property
-    def dropped_attributes(self) -> int:
-        return self._dropped[0]
-
-    @property
-    def dropped_events(self) -> int:
-        return self._dropped[1]
-
-    @property
-    def dropped_links(self) -> int:
-        return self._dropped[2]
+def relay_span(*, name: str, context: SpanContext, parent: SpanContext | None = None,
+               resource: Resource | None = None, attributes: dict[str, Any] | None = None,
+               events: Any = (), links: Any = (), kind: SpanKind = SpanKind.INTERNAL,
+               status: Status | None = None, start_time: int = 0, end_time: int = 0,
+               instrumentation_scope: InstrumentationScope | None = None,
+               dropped: tuple[int, int, int] = (0, 0, 0), kind_unspecified: bool = False) -> RelaySpan:
+    """A span as ``relay.convert`` builds it, with defaults for what a test leaves out."""
+    return RelaySpan(name, context, parent, resource if resource is not None else Resource({}),
+                     attributes if attributes is not None else {}, list(events), list(links), kind,
+                     status if status is not None else Status(StatusCode.UNSET), start_time, end_time,
+                     instrumentation_scope,  # type: ignore[arg-type]
+                     dropped, kind_unspecified)
 
 
 def scalar_values() -> st.SearchStrategy[Any]:
@@ -116,7 +113,7 @@ def readable_spans(draw: st.DrawFn, resource: Resource | None = None) -> Dropped
     start = draw(NS)
     code = draw(st.sampled_from(list(StatusCode)))
     description = draw(st.one_of(st.none(), TEXT))
-    return DroppedSpan(
+    return relay_span(
         name=draw(TEXT),
         context=context,
         parent=draw(st.one_of(st.none(), span_contexts(trace_id=context.trace_id))),

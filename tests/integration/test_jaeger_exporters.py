@@ -22,7 +22,7 @@ from relay.exporters.factory import build_exporter
 from relay.exporters.jaeger_compat import emit_batch_message, encode_binary
 from relay.exporters.translate import signed_id, signed_id_pair, to_batch
 from tests.jaeger_sinks import HttpCollectorSink, UdpAgentSink
-from tests.strategies import DroppedSpan, resource_batches
+from tests.strategies import DroppedSpan, relay_span, resource_batches
 
 WAIT = 10.0
 SECRET = "s3cr3t-Pa55"
@@ -39,7 +39,7 @@ def make_span(i: int, **overrides: Any) -> DroppedSpan:
         "end_time": 1_000_000 * i + 5_000,
     }
     kwargs.update(overrides)
-    return DroppedSpan(**kwargs)
+    return relay_span(**kwargs)
 
 
 # --- collector -----------------------------------------------------------------------------------

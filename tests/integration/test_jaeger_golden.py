@@ -20,7 +20,7 @@ from opentelemetry.trace.status import StatusCode
 from relay.exporters.agent import JaegerAgentExporter
 from relay.exporters.collector import JaegerCollectorExporter
 from tests.jaeger_sinks import HttpCollectorSink, UdpAgentSink, jaeger
-from tests.strategies import DroppedSpan, status
+from tests.strategies import DroppedSpan, relay_span, status
 
 TRACE_ID = 0xFEDCBA9876543210_0123456789ABCDEF
 TRACE_HIGH, TRACE_LOW = -0x0123456789ABCDF0, 0x0123456789ABCDEF  # 0xFEDC... as signed i64
@@ -59,7 +59,7 @@ def span(**overrides: Any) -> DroppedSpan:
         "instrumentation_scope": InstrumentationScope("buildkit", "0.12"),
     }
     kwargs.update(overrides)
-    return DroppedSpan(**kwargs)
+    return relay_span(**kwargs)
 
 
 def expected_span(tags: list[Any] | None = None, **overrides: Any) -> Any:
