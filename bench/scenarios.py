@@ -90,7 +90,8 @@ def server_phases(kind: str, output: str, timing: Timing, fixed: Timing) -> list
 
 def queue_full(timing: Timing) -> PhaseResult:
     """The relay exporting to a collector that never answers: its queue fills; its memory then."""
-    extra = ("--jaeger-timeout", "300s", "--shutdown-timeout", "1s", "--retry-max-elapsed", "1s")
+    # The first POST hangs until --jaeger-timeout: longer than the phase, short enough to stop fast.
+    extra = ("--jaeger-timeout", "20s", "--shutdown-timeout", "1s", "--retry-max-elapsed", "1s")
     with ServerProcess("relay", "collector", sink_kind="blackhole", extra_args=extra) as server:
         return run_phase(server, "collector", "standard", "queue_full", timing,
                          concurrency=FIXED_CONCURRENCY)
