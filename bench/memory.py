@@ -1,4 +1,4 @@
-"""The numbers behind the memory bound in docs/operations.md.
+"""The numbers behind the memory bound in the README ("Operating it", "Memory").
 
     python -m bench.memory
 

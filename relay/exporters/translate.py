@@ -1,4 +1,4 @@
-"""ReadableSpans of one resource -> one Jaeger thrift ``Batch``; see docs/jaeger-mapping.md.
+"""ReadableSpans of one resource -> one Jaeger thrift ``Batch``; see the README, "Jaeger output: the mapping".
 
 Follows the OpenTelemetry Collector's translator (``pkg/translator/jaeger``), plus the rows of
 JAEGER-MAPPING.md the Collector lacks (dropped counts, ``otel.library.*``). Tag order per span is
