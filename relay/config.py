@@ -59,7 +59,7 @@ class Config:
     retry_max_elapsed: float = 60.0
     shutdown_timeout: float = 20.0
     max_recv_msg_size_mib: int = 4
-    max_concurrent_rpcs: int = 32
+    max_concurrent_rpcs: int = 8
     log_level: str = "info"
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -169,7 +169,7 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("retry-max-elapsed", parse_duration, "give up retrying an export after this long (default 60s)", "DURATION"),
     _Flag("shutdown-timeout", _positive_duration, "time to drain the queue on SIGTERM (default 20s)", "DURATION"),
     _Flag("max-recv-msg-size-mib", _positive_int, "largest accepted Export request, MiB (default 4)", "MIB"),
-    _Flag("max-concurrent-rpcs", _positive_int, "Export requests handled at once (default 32)", "N"),
+    _Flag("max-concurrent-rpcs", _positive_int, "Export requests handled at once (default 8)", "N"),
     _Flag("log-level", _log_level, "debug, info, warning or error (default info)", "LEVEL"),
     _Flag("tls-cert-file", _existing_file, "PEM certificate: serve OTLP over TLS", "PATH"),
     _Flag("tls-key-file", _existing_file, "PEM private key for --tls-cert-file", "PATH"),
