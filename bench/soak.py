@@ -13,10 +13,7 @@ import argparse
 import csv
 import os
 import random
-import re
 import shutil
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -29,10 +26,10 @@ import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay.testtrace import buildkit_trace
+from tests.relay_process import RelayProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-PORTS = re.compile(r"OTLP/gRPC on \S+ \(port (\d+)\), admin on port (\d+)")
 SPANS_PER_REQUEST = 100  # buildkit_trace(steps=48): 4 + 2 * 48
 
 
@@ -82,48 +79,16 @@ class FlakyCollector:
         self._server.server_close()
 
 
-class RelayProcess:
-    def __init__(self, *flags: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "relay", "--otlp-grpc-endpoint", "127.0.0.1:0",
-             "--admin-endpoint", "127.0.0.1:0", *flags],
-            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.lines: list[str] = []
-        self.otlp_port = self.admin_port = 0
-        ready = threading.Event()
-
-        def read() -> None:
-            assert self.proc.stderr is not None
-            for line in self.proc.stderr:
-                self.lines.append(line)
-                match = PORTS.search(line)
-                if match:
-                    self.otlp_port, self.admin_port = int(match[1]), int(match[2])
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(30):
-            self.proc.kill()
-            raise RuntimeError("relay did not start:\n" + "".join(self.lines))
-
-    def rss_mib(self) -> float:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1]) / 1024  # type: ignore[index]
-
-    def metrics(self) -> dict[str, float]:
-        url = f"http://127.0.0.1:{self.admin_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            text = reply.read().decode()
-        values: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                key = sample.name + "".join(f"{{{k}={v}}}" for k, v in sorted(sample.labels.items()))
-                values[key] = sample.value
-        return values
-
-    def stop(self) -> int:
-        self.proc.terminate()
-        return self.proc.wait(60)
+def metrics(relay: RelayProcess) -> dict[str, float]:
+    url = f"http://127.0.0.1:{relay.admin_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = sample.name + "".join(f"{{{k}={v}}}" for k, v in sorted(sample.labels.items()))
+            values[key] = sample.value
+    return values
 
 
 @dataclass
@@ -179,7 +144,7 @@ def load(port: int, rate: float, until: float, stats: LoadStats, bodies: list[by
 
 
 def sample(relay: RelayProcess, collector: FlakyCollector, started: float) -> dict[str, float]:
-    m = relay.metrics()
+    m = metrics(relay)
     return {
         "t_s": round(time.monotonic() - started, 1),
         "rss_mib": round(relay.rss_mib(), 1),
@@ -219,10 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         sender.join(15)
     drained = threading.Event()
     drain_until = time.monotonic() + 60
-    while time.monotonic() < drain_until and relay.metrics().get("trace_relay_queue_size", 0) > 0:
+    while time.monotonic() < drain_until and metrics(relay).get("trace_relay_queue_size", 0) > 0:
         drained.wait(0.5)
     rows.append(sample(relay, collector, started))
-    code = relay.stop()
+    code = relay.terminate()
     collector.close()
     write_results(rows, stats, args, code, (collector.ok, collector.failed))
     return 0

@@ -19,8 +19,8 @@ import grpc
 from relay.testtrace import buildkit_trace
 from tests.faults.backends import SilentListener
 from tests.hostile import requests as hostile
-from tests.integration.test_process import Process
 from tests.operator import assert_serving, scrape
+from tests.relay_process import RelayProcess
 from tests.waiting import wait_until
 
 MIB = 1024 * 1024
@@ -85,7 +85,7 @@ def _burst(port: int, bodies: list[bytes]) -> dict[str, int]:
 def test_burst_against_a_stalled_backend_stays_under_the_memory_bound() -> None:
     bodies = _bodies()
     with SilentListener() as jaeger:
-        relay = Process("--jaeger-collector", jaeger.url, "--jaeger-timeout", "120s",
+        relay = RelayProcess("--jaeger-collector", jaeger.url, "--jaeger-timeout", "120s",
                         "--queue-size", str(QUEUE), "--max-concurrent-rpcs", str(RPCS),
                         "--max-recv-msg-size-mib", str(RECV_MIB), "--max-batch-size", "100")
         try:
