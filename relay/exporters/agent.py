@@ -115,7 +115,9 @@ class JaegerAgentExporter:
             infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
         except (socket.gaierror, UnicodeError) as exc:
             raise ExportError("resolve", f"cannot resolve {self.host}: {exc}") from exc
-        family, _type, _proto, _name, address = infos[0]
+        # IPv4 first, as the stock AgentClientUDP (AF_INET only) and Jaeger agents listening on
+        # 0.0.0.0 expect, so that "localhost" never lands on an unbound ::1; IPv6 when only IPv6.
+        family, _type, _proto, _name, address = min(infos, key=lambda info: info[0] != socket.AF_INET)
         if self._socket is None or self._socket.family != family:
             self._close_socket()
             self._socket = socket.socket(family, socket.SOCK_DGRAM)

@@ -370,3 +370,21 @@ def test_sdk_spans_from_a_real_tracer_provider(agent_sink: UdpAgentSink) -> None
     assert by_name["outer"].logs[0].fields[1].vStr == "[1.5]"
     assert by_name["inner"].parentSpanId == by_name["outer"].spanId
     exporter.shutdown()
+
+
+def test_agent_prefers_ipv4_when_ipv6_resolves_first(agent_sink: UdpAgentSink,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """"localhost" must reach an agent listening on IPv4 even where ::1 is listed first."""
+    real = socket.getaddrinfo
+
+    def ipv6_first(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        infos = real(host, port, *args, **kwargs)
+        ipv6 = (socket.AF_INET6, socket.SOCK_DGRAM, 17, "", ("::1", port, 0, 0))
+        return [ipv6, *infos]
+
+    monkeypatch.setattr(socket, "getaddrinfo", ipv6_first)
+    exporter = JaegerAgentExporter("localhost", agent_sink.port)
+    encoded = exporter.encode([make_span(1)])
+    exporter.send(encoded.payloads[0])
+    assert agent_sink.wait_for_spans(1, WAIT)
+    exporter.shutdown()
