@@ -21,9 +21,9 @@ from relay.receiver import TraceReceiver
 from relay.spanqueue import SpanQueue
 from tests.conftest import RelayFactory
 from tests.fakes import RecordingExporter
-from tests.integration.test_process import Process
 from tests.jaeger_sinks import HttpCollectorSink
 from tests.operator import grpc_health, scrape
+from tests.relay_process import RelayProcess
 from tests.security.certs import Pki, make_pki
 from tests.unit.test_convert import sdk_spans
 from tests.waiting import wait_until
@@ -215,7 +215,7 @@ def test_secrets_never_in_logs_metrics_or_help(tmp_path: Path, pki: Pki, token_f
     password_file.write_text(PASSWORD)
     with HttpCollectorSink() as jaeger:
         jaeger.fail_next(1, status=401)  # an error path that logs the collector's answer
-        relay = Process("--log-level", "debug", "--auth-token-file", str(token_file),
+        relay = RelayProcess("--log-level", "debug", "--auth-token-file", str(token_file),
                         "--jaeger-collector", jaeger.url, "--jaeger-user", "relay",
                         "--jaeger-password-file", str(password_file), *_tls_flags(pki))
         creds = _tls(pki)
