@@ -159,3 +159,17 @@ def test_grpc_health_and_admin_endpoints(make_relay: RelayFactory) -> None:
     relay.shutdown()
     with grpc.insecure_channel(f"127.0.0.1:{relay.otlp_port}") as channel, pytest.raises(grpc.RpcError):
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+
+
+def test_gzip_compressed_requests_are_accepted(make_relay: RelayFactory) -> None:
+    """The OpenTelemetry Collector's OTLP exporter compresses with gzip by default."""
+    from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression
+
+    exporter = RecordingExporter()
+    relay = make_relay(exporter=exporter)
+    client = otlp_exporter(relay.otlp_port, compression=Compression.Gzip)
+    spans = sdk_spans()
+    assert client.export(spans) is SpanExportResult.SUCCESS
+    client.shutdown()
+    assert exporter.wait_for_spans(len(spans))
+    assert sorted(s.name for s in exporter.spans()) == sorted(s.name for s in spans)
