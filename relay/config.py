@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -127,14 +127,6 @@ def _log_level(text: str) -> str:
     return level
 
 
-def _jaeger_timeout_ms(text: str) -> float:
-    """OTEL_EXPORTER_JAEGER_TIMEOUT is milliseconds (OpenTelemetry specification)."""
-    value = float(text.strip())
-    if value <= 0:
-        raise ValueError(f"must be a positive number of milliseconds, got {text!r}")
-    return value / 1000.0
-
-
 def _existing_file(text: str) -> Path:
     path = Path(text)
     if not path.is_file():
@@ -149,7 +141,7 @@ def _text(text: str) -> str:
 @dataclass(frozen=True)
 class _Flag:
     name: str
-    parse: object  # Callable[[str], object]; kept loose for the table below
+    parse: Callable[[str], object]
     help: str
     metavar: str = ""
 
@@ -161,7 +153,7 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("jaeger-user", _text, "basic-auth user for the Jaeger collector", "USER"),
     _Flag("jaeger-password", _text, "basic-auth password (prefer --jaeger-password-file)", "PASSWORD"),
     _Flag("jaeger-password-file", _existing_file, "file holding the Jaeger collector password", "PATH"),
-    _Flag("jaeger-timeout", parse_duration, "timeout of one Jaeger collector request (default 10s)", "DURATION"),
+    _Flag("jaeger-timeout", _positive_duration, "timeout of one Jaeger collector request (default 10s)", "DURATION"),
     _Flag("admin-endpoint", parse_host_port, "/metrics, /healthz, /readyz address (default 0.0.0.0:8888)", "HOST:PORT"),
     _Flag("queue-size", _positive_int, "queue capacity in spans (default 20000)", "SPANS"),
     _Flag("max-batch-size", _positive_int, "most spans handed to the exporter at once (default 512)", "SPANS"),
@@ -211,10 +203,8 @@ def _raw_settings(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, 
             value = environ.get(env_name(name))
         if value is None and name in OTEL_TWINS:
             value = environ.get(OTEL_TWINS[name])
-            if value is not None and name == "jaeger-timeout":
-                raw[name] = value
-                raw["_jaeger_timeout_is_ms"] = "1"
-                continue
+            if value is not None and name == "jaeger-timeout" and _is_number(value):
+                value = f"{value.strip()}ms"  # the specification's unit for this variable
         if value is not None:
             raw[name] = value
     if "jaeger-agent" not in raw and (OTEL_AGENT_HOST in environ or OTEL_AGENT_PORT in environ):
@@ -224,12 +214,13 @@ def _raw_settings(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, 
     return raw
 
 
-def _parse_one(flag: _Flag, value: str, raw: Mapping[str, str]) -> object:
-    parse = flag.parse
-    if flag.name == "jaeger-timeout" and raw.get("_jaeger_timeout_is_ms"):
-        parse = _jaeger_timeout_ms
+def _is_number(text: str) -> bool:
+    return text.strip().replace(".", "", 1).isdigit()
+
+
+def _parse_one(flag: _Flag, value: str) -> object:
     try:
-        return parse(value)  # type: ignore[operator]
+        return flag.parse(value)
     except ValueError as exc:
         detail = "invalid value" if flag.name in SECRET_FLAGS else str(exc)
         if detail.startswith("invalid literal") or detail.startswith("could not convert"):
@@ -243,7 +234,7 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     values: dict[str, object] = {}
     for flag in FLAGS:
         if flag.name in raw:
-            values[flag.name.replace("-", "_")] = _parse_one(flag, raw[flag.name], raw)
+            values[flag.name.replace("-", "_")] = _parse_one(flag, raw[flag.name])
     password_file = values.pop("jaeger_password_file", None)
     if isinstance(password_file, Path):
         if "jaeger_password" in values:

@@ -96,6 +96,7 @@ def test_password_from_file(tmp_path: Path) -> None:
         (["--jaeger-agent", "host:99999"], "--jaeger-agent"),
         (["--jaeger-collector", "jaeger:14268"], "--jaeger-collector"),
         (["--log-level", "loud"], "--log-level"),
+        (["--jaeger-timeout", "0s"], "--jaeger-timeout"),
         (["--max-recv-msg-size-mib", "4.5"], "--max-recv-msg-size-mib"),
         (["--tls-cert-file", "/nonexistent/cert.pem"], "--tls-cert-file"),
         (["--jaeger-user", "u"], "--jaeger-user"),
@@ -109,6 +110,8 @@ def test_bad_values_name_the_flag(argv: list[str], flag: str) -> None:
 def test_bad_env_value_names_the_flag() -> None:
     with pytest.raises(ConfigError, match=r"^--queue-size: "):
         load_config([], {"RELAY_QUEUE_SIZE": "many"})
+    with pytest.raises(ConfigError, match=r"^--jaeger-timeout: "):
+        load_config([], {"OTEL_EXPORTER_JAEGER_TIMEOUT": "soon"})
 
 
 def test_secret_values_never_appear_in_errors() -> None:
