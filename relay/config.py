@@ -196,6 +196,9 @@ def build_parser(prog: str = "trace-relay") -> argparse.ArgumentParser:
 
 def _raw_settings(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
     args = vars(build_parser().parse_args(list(argv)))
+    # An empty environment variable counts as unset (OpenTelemetry's rule for its variables;
+    # templated Kubernetes environments produce them).
+    environ = {key: value for key, value in environ.items() if value.strip()}
     raw: dict[str, str] = {}
     for name in FLAG_NAMES:
         value = args[name.replace("-", "_")]

@@ -22,6 +22,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SdkScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace.span import _member_pattern
 from opentelemetry.trace.status import Status, StatusCode
 
 AttrValue = Any  # str | bool | int | float | bytes | tuple[AttrValue, ...] | dict[str, AttrValue] | None
@@ -43,6 +44,8 @@ _EMPTY_TRACE_STATE = TraceState()
 _HAS_IS_REMOTE = 0x100
 _IS_REMOTE = 0x200
 _ZERO_SPAN_ID = bytes(8)
+_MAX_TRACE_STATE_MEMBERS = 32  # W3C trace-context
+_TRACE_STATE_MEMBER = _member_pattern  # the SDK's own member syntax, so it never warns
 _SCALARS = frozenset({"string_value", "bool_value", "int_value", "double_value", "bytes_value"})
 
 
@@ -58,7 +61,7 @@ class RelaySpan(ReadableSpan):
                  resource: Resource, attributes: dict[str, AttrValue], events: list[Event],
                  links: list[Link], kind: SpanKind, status: Status, start_time: int,
                  end_time: int, instrumentation_scope: SdkScope, dropped: tuple[int, int, int],
-                 kind_unspecified: bool) -> None:
+                 kind_unspecified: bool, trace_state_header: str = "") -> None:
         self._name = name
         self._context = context
         self._kind = kind
@@ -74,6 +77,9 @@ class RelaySpan(ReadableSpan):
         self._status = status
         self._dropped = dropped
         self.kind_unspecified = kind_unspecified
+        # The W3C tracestate exactly as received: Jaeger's w3c.tracestate tag carries it as is
+        # (the SDK's TraceState drops or rewrites headers it does not accept).
+        self.trace_state_header = trace_state_header
 
     @property
     def dropped_attributes(self) -> int:
@@ -196,7 +202,16 @@ def _id(raw: bytes, size: int, what: str) -> int:
 
 
 def _trace_state(header: str) -> TraceState:
-    return TraceState.from_header([header]) if header else _EMPTY_TRACE_STATE
+    """The SDK's view of a tracestate header. A header the SDK would refuse (it logs a warning
+    per span, then keeps nothing) is an empty TraceState here, silently: the raw header travels
+    on ``RelaySpan.trace_state_header`` for the Jaeger output."""
+    if not header:
+        return _EMPTY_TRACE_STATE
+    members = [member.strip(" \t") for member in header.split(",")]
+    if len(members) > _MAX_TRACE_STATE_MEMBERS or not all(
+            _TRACE_STATE_MEMBER.fullmatch(member) for member in members if member):
+        return _EMPTY_TRACE_STATE
+    return TraceState.from_header([header])
 
 
 def _status(code: int, message: str) -> Status:
@@ -247,7 +262,8 @@ def _span(pb: PbSpan, resource: Resource, scope: SdkScope) -> ReadableSpan:
         raise InvalidSpan("end_before_start", "end_time_unix_nano is before start_time_unix_nano")
     flags = pb.flags
     trace_flags = _TRACE_FLAGS[flags & 0xFF]
-    trace_state = _trace_state(pb.trace_state)
+    header = pb.trace_state
+    trace_state = _trace_state(header)
     parent = None
     parent_id = pb.parent_span_id
     if parent_id and parent_id != _ZERO_SPAN_ID:  # all zeros: a root, as in the Collector
@@ -273,6 +289,7 @@ def _span(pb: PbSpan, resource: Resource, scope: SdkScope) -> ReadableSpan:
         scope,
         (pb.dropped_attributes_count, pb.dropped_events_count, pb.dropped_links_count + bad_links),
         kind == 0,
+        header,
     )
 
 

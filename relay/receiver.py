@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -59,8 +57,6 @@ class TraceReceiver:
         self._queue = queue
         self._ledger = ledger
         self._token = auth_token or None
-        self._lock = threading.Lock()
-        self._converting = 0  # spans being converted: room reserved in the queue for them
         self.shutting_down = False
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -76,14 +72,23 @@ class TraceReceiver:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"not a valid ExportTraceServiceRequest: {exc}")
         count = request_span_count(request)
-        refusal = self._reserve(count)
-        if refusal is not None:
-            self._ledger.request("UNAVAILABLE", refused=(refusal[0], count))
-            context.abort_with_status(refusal[1])
+        if count > self._queue.capacity:
+            # It could never be queued whole: retrying cannot help, so no RetryInfo.
+            self._ledger.request("INVALID_ARGUMENT", rejected=[("request_exceeds_queue", count)])
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"request has {count} spans, more than the relay's queue holds "
+                          f"({self._queue.capacity}, --queue-size): send smaller batches")
+        if self.shutting_down or not self._queue.reserve(count):
+            reason, status = self._refusal()
+            self._ledger.request("UNAVAILABLE", refused=(reason, count))
+            context.abort_with_status(status)
+        committed = False
         try:
-            return self._export(request, context)
+            response, committed = self._export(request, count, context)
+            return response
         finally:
-            self._release(count)
+            if not committed:
+                self._queue.cancel(count)
 
     def unauthenticated(self, _requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         """The answer to a request without the bearer token; its body is never read."""
@@ -104,47 +109,28 @@ class TraceReceiver:
                 return hmac.compare_digest(token.strip(), self._token) and valid
         return False
 
-    def _export(self, request: ExportTraceServiceRequest, context: grpc.ServicerContext) -> bytes:
+    def _export(self, request: ExportTraceServiceRequest, reserved: int,
+                context: grpc.ServicerContext) -> tuple[bytes, bool]:
+        """Convert and queue into the reserved room; (response, whether the room was used)."""
         converted = convert_request(request)
         rejected = converted.rejected.items()
-        if converted.batches:
-            refusal = self._offer(converted.batches)
-            if refusal is not None:
-                reason, status = refusal
-                refused_count = request_span_count(request) - converted.rejected_count
-                self._ledger.request("UNAVAILABLE", refused=(reason, refused_count), rejected=rejected)
-                context.abort_with_status(status)
+        if converted.batches and not self._queue.commit(converted.batches, reserved):
+            reason, status = self._refusal()  # closed for shutdown since the reservation
+            self._ledger.request("UNAVAILABLE", refused=(reason, reserved - converted.rejected_count),
+                                 rejected=rejected)
+            context.abort_with_status(status)
         self._ledger.request("OK", accepted=converted.span_count, rejected=rejected)
+        committed = bool(converted.batches)
         if not converted.rejected:
-            return _EMPTY_RESPONSE
+            return _EMPTY_RESPONSE, committed
         partial = ExportTracePartialSuccess(rejected_spans=converted.rejected_count,
                                             error_message=_rejection_message(converted.rejected,
                                                                              converted.first_error))
         response: bytes = ExportTraceServiceResponse(partial_success=partial).SerializeToString()
-        return response
+        return response, committed
 
-    def _reserve(self, count: int) -> tuple[str, grpc.Status] | None:
-        """Room in the queue for ``count`` spans, taken BEFORE converting them: converted spans
-        alive at once (queued, in the worker's hands, or being converted) never exceed the queue
-        capacity, however many requests arrive together."""
-        if self.shutting_down:
-            return "shutting_down", _SHUTTING_DOWN
-        with self._lock:
-            if self._converting + self._queue.outstanding + count > self._queue.capacity:
-                return "queue_full", _QUEUE_FULL
-            self._converting += count
-        return None
-
-    def _release(self, count: int) -> None:
-        with self._lock:
-            self._converting -= count
-
-    def _offer(self, batches: list[Any]) -> tuple[str, grpc.Status] | None:
-        if self.shutting_down:
-            return "shutting_down", _SHUTTING_DOWN
-        if self._queue.offer(batches):
-            return None
-        if self.shutting_down:
+    def _refusal(self) -> tuple[str, grpc.Status]:
+        if self.shutting_down or self._queue.closed:
             return "shutting_down", _SHUTTING_DOWN
         return "queue_full", _QUEUE_FULL
 

@@ -1,8 +1,10 @@
 """The bounded queue between the Export handlers and the one worker, counted in spans.
 
-Policy, explicit: :meth:`SpanQueue.offer` takes a whole request's batches or none of them, and says
-which. Spans count against the capacity from the moment they are offered until the worker settles
-them (exported or dropped), so the spans the worker holds in hand are bounded too.
+Policy, explicit: a request's spans are queued whole or not at all, and the caller is told which
+(:meth:`SpanQueue.reserve` room before converting, then :meth:`SpanQueue.commit`, or
+:meth:`SpanQueue.offer` for both at once). Spans count against the capacity from the moment
+their room is reserved until the worker settles them (exported or dropped), so the spans being
+converted and those the worker holds in hand are bounded too.
 """
 
 from __future__ import annotations
@@ -26,17 +28,38 @@ class SpanQueue:
         self._closed = False
         self._cond = threading.Condition(threading.Lock())
 
-    def offer(self, batches: Sequence[SpanBatch]) -> bool:
-        """Queue all of ``batches`` or none. False when full or closed."""
-        count = sum(len(batch) for batch in batches)
+    def reserve(self, count: int) -> bool:
+        """Room for ``count`` spans, taken before they are converted so that converted spans
+        alive at once never exceed the capacity. False when there is no room, or closed."""
         with self._cond:
             if self._closed or self._outstanding + count > self.capacity:
                 return False
             self._outstanding += count
+            return True
+
+    def commit(self, batches: Sequence[SpanBatch], reserved: int) -> bool:
+        """Queue ``batches`` in room reserved earlier; the part of the reservation they do not
+        use is freed. False (and the whole reservation freed) once the queue is closed."""
+        count = sum(len(batch) for batch in batches)
+        with self._cond:
+            if self._closed:
+                self._outstanding -= reserved
+                return False
+            self._outstanding -= reserved - count
             self._queued += count
             self._items.extend(batches)
             self._cond.notify()
             return True
+
+    def cancel(self, reserved: int) -> None:
+        """Free a reservation that will not be committed."""
+        with self._cond:
+            self._outstanding -= reserved
+
+    def offer(self, batches: Sequence[SpanBatch]) -> bool:
+        """Queue all of ``batches`` or none. False when full or closed."""
+        count = sum(len(batch) for batch in batches)
+        return self.reserve(count) and self.commit(batches, count)
 
     def take(self, max_spans: int, linger: float, wait: float) -> list[SpanBatch] | None:
         """Up to ``max_spans`` spans (a larger batch is split).
@@ -75,6 +98,11 @@ class SpanQueue:
             self._items.clear()
             self._queued = 0
             return items
+
+    @property
+    def closed(self) -> bool:
+        with self._cond:
+            return self._closed
 
     @property
     def outstanding(self) -> int:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 
 from relay.exporters.base import Exporter, ExportError, Payload
@@ -23,6 +24,7 @@ from relay.spanqueue import SpanBatch, SpanQueue
 logger = logging.getLogger(__name__)
 
 THREAD_NAME = "trace-relay-exporter"
+ABORT_GRACE = 1.0  # seconds past the shutdown deadline for the worker to notice the abort
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,9 @@ class Worker:
         self._thread.join(timeout)
         if self._thread.is_alive():
             self._abort.set()
-            # A send in progress is bounded by the exporter's own timeout.
-            self._thread.join(5.0)
+            # Retries stop at once; a send in progress may take up to the exporter's own
+            # timeout, and the process does not wait for it beyond this short grace.
+            self._thread.join(ABORT_GRACE)
         return not self._thread.is_alive()
 
     # -- the worker thread ------------------------------------------------------------------
@@ -193,14 +196,17 @@ class Worker:
 
 
 def _group_by_resource(batches: Iterable[SpanBatch]) -> list[list[ReadableSpan]]:
-    """Merge batches that share a resource; never mix two resources in one export."""
-    groups: list[list[ReadableSpan]] = []
+    """Merge batches whose resources are the same; never mix two resources in one export.
+
+    "The same" includes each value's type: Python's ``1 == True == 1.0`` must not merge an int
+    attribute with a bool one (Resource.__eq__ would)."""
+    groups: dict[tuple[object, ...], list[ReadableSpan]] = {}
     for batch in batches:
-        resource = batch[0].resource
-        for group in groups:
-            if group[0].resource is resource or group[0].resource == resource:
-                group.extend(batch)
-                break
-        else:
-            groups.append(list(batch))
-    return groups
+        groups.setdefault(_resource_key(batch[0].resource), []).extend(batch)
+    return list(groups.values())
+
+
+def _resource_key(resource: Resource) -> tuple[object, ...]:
+    attributes = resource.attributes
+    return (resource.schema_url, *sorted((key, type(value).__name__, repr(value))
+                                         for key, value in attributes.items()))

@@ -238,10 +238,12 @@ def _status_tags(span: ReadableSpan, tags: list[Any]) -> None:
 
 
 def _trailing_tags(span: ReadableSpan, tags: list[Any]) -> None:
-    context = span.context
-    trace_state = context.trace_state if context is not None else None
-    if trace_state:
-        tags.append(_Tag("w3c.tracestate", _STRING, trace_state.to_header()))
+    # The header as received when the converter kept it (RelaySpan), else the SDK's TraceState.
+    header = getattr(span, "trace_state_header", "")
+    if not header and span.context is not None and span.context.trace_state:
+        header = span.context.trace_state.to_header()
+    if header:
+        tags.append(_Tag("w3c.tracestate", _STRING, header))
     if span.dropped_attributes:
         tags.append(_long_tag("otel.dropped_attributes_count", span.dropped_attributes))
     if span.dropped_events:

@@ -142,3 +142,9 @@ def test_help_lists_flags_and_no_secret_values() -> None:
     for flag in ISSUE_FLAGS:
         assert f"--{flag}" in result.stdout
     assert "hunter2" not in result.stdout
+
+
+def test_empty_environment_variables_count_as_unset() -> None:
+    environ = {"OTEL_EXPORTER_JAEGER_ENDPOINT": "", "OTEL_EXPORTER_JAEGER_AGENT_HOST": "",
+               "RELAY_QUEUE_SIZE": "", "OTEL_EXPORTER_JAEGER_TIMEOUT": " "}
+    assert load_config([], environ) == Config()

@@ -202,3 +202,17 @@ def test_resource_keeps_values_the_sdk_resource_would_refuse() -> None:
 def _one_with(resource: PbResource) -> ReadableSpan:
     converted = convert_request(_request(_span(), resource=resource))
     return converted.batches[0][0]
+
+
+def test_trace_state_travels_as_received_without_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    from relay.exporters.translate import to_batch
+
+    for header in ("Foo=bar", "a=1, b=2", ",".join(f"k{i}=v" for i in range(33))):
+        span = _one(_span(trace_state=header))
+        assert span.trace_state_header == header
+        (jaeger_span,) = to_batch([span]).spans
+        tags = {tag.key: tag.vStr for tag in jaeger_span.tags}
+        assert tags["w3c.tracestate"] == header
+    assert not [r for r in caplog.records if r.levelno >= 30]
+    valid = _one(_span(trace_state="vendor=v1,other=o2"))
+    assert dict(valid.context.trace_state) == {"vendor": "v1", "other": "o2"}

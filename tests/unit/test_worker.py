@@ -153,3 +153,39 @@ def test_shutdown_deadline_cuts_retries_and_counts_the_loss() -> None:
     snapshot = harness.metrics.ledger.snapshot()
     assert snapshot.dropped == {"shutdown": 6}
     assert snapshot.queued == 0
+
+
+def test_resources_that_differ_only_in_value_type_stay_apart() -> None:
+    """Python's 1 == True must not merge an int attribute with a bool one into one Process."""
+    exporter = RecordingExporter()
+    harness = Harness(exporter)
+    as_int = [ReadableSpan(name="int", resource=Resource({"service.name": "svc", "replica": 1}))]
+    as_bool = [ReadableSpan(name="bool", resource=Resource({"service.name": "svc", "replica": True}))]
+    harness.offer(as_int, as_bool)
+    assert harness.settled()
+    assert sorted([s.name for s in batch] for batch in exporter.exported) == [["bool"], ["int"]]
+    harness.worker.stop(5)
+
+
+class Stuck(RecordingExporter):
+    """A send that does not return until released (a Jaeger that never answers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = threading.Event()
+        self.release = threading.Event()
+
+    def send(self, payload: Payload) -> None:
+        self.inside.set()
+        self.release.wait(60)
+        super().send(payload)
+
+
+def test_shutdown_does_not_wait_for_a_send_that_hangs() -> None:
+    exporter = Stuck()
+    harness = Harness(exporter)
+    harness.offer(spans(2, "svc"))
+    assert exporter.inside.wait(10)
+    assert harness.worker.stop(0.1) is False  # returned while the send is still stuck
+    assert exporter.inside.is_set() and not exporter.release.is_set()
+    exporter.release.set()
