@@ -130,8 +130,9 @@ auth-token: {{ .Values.auth.token | b64enc | quote }}
 {{- define "trace-relay.validate" -}}
 {{- $shutdown := include "trace-relay.seconds" .Values.relay.shutdownTimeout | float64 }}
 {{- $grace := .Values.terminationGracePeriodSeconds | float64 }}
-{{- if le $grace $shutdown }}
-{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed relay.shutdownTimeout (%s = %vs): the kubelet would SIGKILL the relay while it still drains its queue" .Values.terminationGracePeriodSeconds .Values.relay.shutdownTimeout $shutdown) }}
+{{- /* The relay exits within its shutdown timeout plus at most ~1 s (a hung Jaeger send). */}}
+{{- if lt $grace (addf $shutdown 2) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must be at least relay.shutdownTimeout (%s = %vs) + 2s: the kubelet would SIGKILL the relay while it still drains its queue" .Values.terminationGracePeriodSeconds .Values.relay.shutdownTimeout $shutdown) }}
 {{- end }}
 {{- $_ := include "trace-relay.seconds" .Values.relay.batchTimeout }}
 {{- $_ = include "trace-relay.seconds" .Values.relay.retryMaxElapsed }}
