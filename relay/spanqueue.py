@@ -39,11 +39,10 @@ class SpanQueue:
 
     def commit(self, batches: Sequence[SpanBatch], reserved: int) -> bool:
         """Queue ``batches`` in room reserved earlier; the part of the reservation they do not
-        use is freed. False (and the whole reservation freed) once the queue is closed."""
+        use is freed. False once the queue is closed: the caller then cancels the reservation."""
         count = sum(len(batch) for batch in batches)
         with self._cond:
             if self._closed:
-                self._outstanding -= reserved
                 return False
             self._outstanding -= reserved - count
             self._queued += count
@@ -59,7 +58,12 @@ class SpanQueue:
     def offer(self, batches: Sequence[SpanBatch]) -> bool:
         """Queue all of ``batches`` or none. False when full or closed."""
         count = sum(len(batch) for batch in batches)
-        return self.reserve(count) and self.commit(batches, count)
+        if not self.reserve(count):
+            return False
+        if self.commit(batches, count):
+            return True
+        self.cancel(count)
+        return False
 
     def take(self, max_spans: int, linger: float, wait: float) -> list[SpanBatch] | None:
         """Up to ``max_spans`` spans (a larger batch is split).

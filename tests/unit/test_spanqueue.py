@@ -62,3 +62,15 @@ def test_take_wakes_when_a_batch_arrives() -> None:
     taker.join(10)
     assert not taker.is_alive()
     assert result and result[0] and len(result[0][0]) == 1  # type: ignore[index,arg-type]
+
+
+def test_a_reservation_is_freed_once_whether_committed_in_part_cancelled_or_refused() -> None:
+    queue = SpanQueue(capacity=10)
+    assert queue.reserve(6)
+    assert queue.commit([batch(4)], reserved=6)  # 2 of the 6 were rejected spans: freed
+    assert queue.outstanding == 4
+    assert queue.reserve(3)
+    queue.close()
+    assert not queue.commit([batch(3)], reserved=3)  # closed for shutdown
+    queue.cancel(3)  # the caller frees it, exactly once
+    assert queue.outstanding == 4
