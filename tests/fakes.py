@@ -56,6 +56,21 @@ class RecordingExporter:
             return self.cond.wait_for(lambda: sum(map(len, self.exported)) >= count, timeout)
 
 
+class GatedExporter(RecordingExporter):
+    """Holds the worker inside send() until ``release`` is set: a Jaeger that does not answer,
+    or a way to fill the queue on purpose. ``entered`` is set once a send has begun."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def send(self, payload: Payload) -> None:
+        self.entered.set()
+        self.release.wait(60)
+        super().send(payload)
+
+
 class ConcurrencyDetector(RecordingExporter):
     """Fails the guarantee when two threads are ever inside it: records overlapping entries and
     the ids of every thread that called it. ``hold`` widens the window in which an overlap shows."""

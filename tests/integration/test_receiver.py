@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from relay.app import Relay
 from tests.conftest import RelayFactory
-from tests.fakes import RecordingExporter
+from tests.fakes import GatedExporter, RecordingExporter
 from tests.otlp import otlp_exporter, raw_export, tracer_provider
 from tests.unit.test_convert import sdk_spans
 from tests.waiting import wait_until
@@ -81,22 +81,8 @@ def test_empty_request_is_ok(make_relay: RelayFactory) -> None:
     assert not response.HasField("partial_success")
 
 
-class Gate(RecordingExporter):
-    """Holds the worker inside send() until released, so the queue can be filled on purpose."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def send(self, payload: object) -> None:
-        self.entered.set()
-        assert self.release.wait(30)
-        super().send(payload)  # type: ignore[arg-type]
-
-
 def test_full_queue_answers_unavailable_with_retry_info_and_loses_nothing(make_relay: RelayFactory) -> None:
-    exporter = Gate()
+    exporter = GatedExporter()
     relay = make_relay("--queue-size", "10", "--max-batch-size", "10", exporter=exporter)
     spans = [Span(name=f"s{i}", **{**GOOD, "span_id": (i + 1).to_bytes(8, "big")}) for i in range(6)]
     raw_export(relay.otlp_port, _request(*spans))           # 6 queued; the worker takes them and blocks
@@ -121,7 +107,7 @@ def test_full_queue_answers_unavailable_with_retry_info_and_loses_nothing(make_r
 
 
 def test_the_python_otlp_exporter_retries_a_refusal_and_gets_through(make_relay: RelayFactory) -> None:
-    exporter = Gate()
+    exporter = GatedExporter()
     relay = make_relay("--queue-size", "3", "--max-batch-size", "3", exporter=exporter)
     raw_export(relay.otlp_port, _request(*[Span(name=f"f{i}", **GOOD) for i in range(3)]))
     assert exporter.entered.wait(10)

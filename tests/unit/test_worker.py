@@ -12,7 +12,7 @@ from relay.exporters.base import Encoded, ExportError, Payload
 from relay.metrics import Metrics
 from relay.spanqueue import SpanQueue
 from relay.worker import THREAD_NAME, RetryPolicy, Worker
-from tests.fakes import RecordingExporter
+from tests.fakes import GatedExporter, RecordingExporter
 
 FAST = RetryPolicy(max_elapsed=2.0, initial=0.01, multiplier=2.0, max_interval=0.05)
 
@@ -167,25 +167,11 @@ def test_resources_that_differ_only_in_value_type_stay_apart() -> None:
     harness.worker.stop(5)
 
 
-class Stuck(RecordingExporter):
-    """A send that does not return until released (a Jaeger that never answers)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inside = threading.Event()
-        self.release = threading.Event()
-
-    def send(self, payload: Payload) -> None:
-        self.inside.set()
-        self.release.wait(60)
-        super().send(payload)
-
-
 def test_shutdown_does_not_wait_for_a_send_that_hangs() -> None:
-    exporter = Stuck()
+    exporter = GatedExporter()  # a Jaeger that never answers
     harness = Harness(exporter)
     harness.offer(spans(2, "svc"))
-    assert exporter.inside.wait(10)
+    assert exporter.entered.wait(10)
     assert harness.worker.stop(0.1) is False  # returned while the send is still stuck
-    assert exporter.inside.is_set() and not exporter.release.is_set()
+    assert exporter.entered.is_set() and not exporter.release.is_set()
     exporter.release.set()
