@@ -243,6 +243,10 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
         if "jaeger_password" in values:
             raise ConfigError("--jaeger-password-file: give either --jaeger-password or --jaeger-password-file")
         values["jaeger_password"] = password_file.read_text(encoding="utf-8").strip()
+    token_file = values.get("auth_token_file")
+    if isinstance(token_file, Path) and not token_file.read_bytes().strip():
+        # An empty token must not quietly turn authentication off (a mis-mounted Secret).
+        raise ConfigError(f"--auth-token-file: {token_file} is empty")
     config = Config(**values)  # type: ignore[arg-type]
     _check(config)
     return config

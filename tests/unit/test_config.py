@@ -148,3 +148,10 @@ def test_empty_environment_variables_count_as_unset() -> None:
     environ = {"OTEL_EXPORTER_JAEGER_ENDPOINT": "", "OTEL_EXPORTER_JAEGER_AGENT_HOST": "",
                "RELAY_QUEUE_SIZE": "", "OTEL_EXPORTER_JAEGER_TIMEOUT": " "}
     assert load_config([], environ) == Config()
+
+
+def test_an_empty_token_file_refuses_to_start(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("\n")
+    with pytest.raises(ConfigError, match=r"^--auth-token-file: .* is empty"):
+        load_config(["--auth-token-file", str(token)], {})
