@@ -16,8 +16,9 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 
 from relay.exporters.base import Encoded, ExportError, Payload
-from relay.exporters.jaeger_compat import EMIT_BATCH_HEADER, ENCODE_ERRORS, encode_compact
-from relay.exporters.translate import process_from_resource, span_to_jaeger
+from relay.exporters.encode import chunk_spans, encode_spans
+from relay.exporters.jaeger_compat import EMIT_BATCH_HEADER, encode_compact
+from relay.exporters.translate import process_from_resource
 
 UDP_PACKET_MAX_LENGTH = 65000
 RESOLVE_INTERVAL = 30.0  # seconds between DNS look-ups of the agent host
@@ -52,18 +53,6 @@ def emit_batch_datagram(process: bytes, spans: Sequence[bytes]) -> bytes:
                      _BATCH_SPANS_FIELD, compact_list_header(len(spans)), *spans, _STOP, _STOP))
 
 
-def encode_spans(spans: Sequence[ReadableSpan], encode: Any) -> tuple[list[bytes], int]:
-    """Translate and encode each span on its own -> (encoded spans, number that failed)."""
-    encoded: list[bytes] = []
-    failed = 0
-    for span in spans:
-        try:
-            encoded.append(encode(span_to_jaeger(span)))
-        except ENCODE_ERRORS:
-            failed += 1
-    return encoded, failed
-
-
 def _add(dropped: dict[str, int], reason: str, count: int) -> None:
     if count:
         dropped[reason] = dropped.get(reason, 0) + count
@@ -90,20 +79,13 @@ class JaegerAgentExporter:
         encoded, failed = encode_spans(spans, encode_compact)
         _add(result.dropped, "encode_error", failed)
         fixed = len(EMIT_BATCH_HEADER) + 3 + len(process) + 2  # all but the list header and spans
-        chunk: list[bytes] = []
-        size = 0
-        for span in encoded:
-            if fixed + len(compact_list_header(1)) + len(span) > self.max_packet_size:
-                _add(result.dropped, "too_large", 1)
-                continue
-            count = len(chunk) + 1
-            if chunk and fixed + len(compact_list_header(count)) + size + len(span) \
-                    > self.max_packet_size:
-                result.payloads.append(Payload(emit_batch_datagram(process, chunk), len(chunk)))
-                chunk, size = [], 0
-            chunk.append(span)
-            size += len(span)
-        if chunk:
+
+        def size_of(count: int, total: int) -> int:
+            return fixed + len(compact_list_header(count)) + total
+
+        fits = [span for span in encoded if size_of(1, len(span)) <= self.max_packet_size]
+        _add(result.dropped, "too_large", len(encoded) - len(fits))
+        for chunk in chunk_spans(fits, size_of, self.max_packet_size):
             result.payloads.append(Payload(emit_batch_datagram(process, chunk), len(chunk)))
         return result
 

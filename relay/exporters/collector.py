@@ -17,8 +17,8 @@ from urllib.parse import unquote, urlsplit
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from relay.exporters.agent import encode_spans
 from relay.exporters.base import Encoded, ExportError, Payload
+from relay.exporters.encode import chunk_spans, encode_spans
 from relay.exporters.jaeger_compat import encode_binary
 from relay.exporters.translate import process_from_resource
 
@@ -77,15 +77,9 @@ class JaegerCollectorExporter:
         encoded, failed = encode_spans(spans, encode_binary)
         if failed:
             result.dropped["encode_error"] = failed
-        chunk: list[bytes] = []
-        size = len(process) + 16
-        for span in encoded:
-            if chunk and size + len(span) > self.max_body_size:
-                result.payloads.append(Payload(binary_batch(process, chunk), len(chunk)))
-                chunk, size = [], len(process) + 16
-            chunk.append(span)
-            size += len(span)
-        if chunk:
+        overhead = len(process) + 16
+        for chunk in chunk_spans(encoded, lambda _count, total: overhead + total,
+                                 self.max_body_size):
             result.payloads.append(Payload(binary_batch(process, chunk), len(chunk)))
         return result
 
