@@ -19,6 +19,7 @@ from relay.config import Config, HostPort
 from relay.exporters.base import Exporter
 from relay.exporters.factory import build_exporter
 from relay.health import Health
+from relay.insights import BuildObserver
 from relay.metrics import Metrics, Snapshot
 from relay.receiver import TraceReceiver
 from relay.spanqueue import SpanQueue
@@ -46,10 +47,12 @@ class Relay:
         self.config = config
         self.metrics = Metrics(registry or CollectorRegistry(), config.queue_size)
         self.queue = SpanQueue(config.queue_size)
+        self.insights = BuildObserver(self.metrics.registry, builds_kept=config.builds_kept)
         self.worker = Worker(
             self.queue, exporter or build_exporter(config), self.metrics,
             max_batch_size=config.max_batch_size, batch_timeout=config.batch_timeout,
             retry=retry or RetryPolicy(max_elapsed=config.retry_max_elapsed),
+            observers=[self.insights],
         )
         self.health = Health(self.worker.is_alive)
         token = config.auth_token_file.read_bytes().strip() if config.auth_token_file else None

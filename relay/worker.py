@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from opentelemetry.sdk.resources import Resource
@@ -66,7 +66,9 @@ class _RateLimitedLog:
 class Worker:
     def __init__(self, queue: SpanQueue, exporter: Exporter, metrics: Metrics, *,
                  max_batch_size: int, batch_timeout: float, retry: RetryPolicy,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 observers: Sequence[Callable[[Sequence[ReadableSpan]], None]] = ()) -> None:
+        self._observers = tuple(observers)
         self._queue = queue
         self._exporter = exporter
         self._metrics = metrics
@@ -130,6 +132,7 @@ class Worker:
 
     def _export(self, spans: list[ReadableSpan]) -> None:
         self._metrics.batch_size.observe(len(spans))
+        self._observe(spans)
         try:
             encoded = self._exporter.encode(spans)
         except Exception:
@@ -141,6 +144,13 @@ class Worker:
             self._ledger.dropped(reason, count)
         for payload in encoded.payloads:
             self._deliver(payload)
+
+    def _observe(self, spans: list[ReadableSpan]) -> None:
+        for observer in self._observers:
+            try:
+                observer(spans)
+            except Exception:  # noqa: BLE001 - an insight error never costs a span
+                self._log.warning("observer", "observer %r failed on %d spans", observer, len(spans))
 
     def _deliver(self, payload: Payload) -> None:
         give_up_at = time.monotonic() + self._retry.max_elapsed

@@ -1,0 +1,88 @@
+"""Pure rules that say what a BuildKit span is: a build, a step (executed or cached), or neither.
+
+The rules and the regular expression are issue 11's, word for word; they read one span on its own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind, StatusCode
+
+SOLVE = "moby.buildkit.v1.Control/Solve"
+CACHE_REQUEST = "cache request: "
+LOAD_CACHE = "load cache: "
+_INSTRUCTION = re.compile(r"^\[(?:[^\]]+ )?\d+/\d+\] ([A-Za-z]+)")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# The Dockerfile instructions: a word outside this set is `other`, so labels stay bounded.
+INSTRUCTIONS = frozenset({
+    "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
+    "MAINTAINER", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
+})
+
+
+@dataclass(frozen=True)
+class Build:
+    trace_id: str
+    failed: bool
+    start_ns: int
+    end_ns: int
+
+    @property
+    def status(self) -> str:
+        return "failure" if self.failed else "success"
+
+
+@dataclass(frozen=True)
+class Step:
+    trace_id: str
+    name: str  # for the report page only; never a metric label
+    instruction: str
+    cached: bool
+    failed: bool
+    start_ns: int
+    end_ns: int
+
+
+def classify(span: ReadableSpan) -> Build | Step | None:
+    """A Build for the daemon's server Solve span, a Step for a vertex span, else None."""
+    if span.context is None or span.start_time is None or span.end_time is None:
+        return None
+    trace_id = f"{span.context.trace_id:032x}"
+    if span.name == SOLVE and span.kind == SpanKind.SERVER:
+        return Build(trace_id, build_failed(span), span.start_time, span.end_time)
+    attributes = span.attributes or {}
+    if "vertex" not in attributes or span.name.startswith(CACHE_REQUEST):
+        return None
+    cached = span.name.startswith(LOAD_CACHE)
+    name = span.name[len(LOAD_CACHE):] if cached else span.name
+    failed = span.status.status_code == StatusCode.ERROR
+    return Step(trace_id, name, instruction(name), cached, failed, span.start_time, span.end_time)
+
+
+def build_failed(span: ReadableSpan) -> bool:
+    """ERROR status, a non-zero integer ``rpc.grpc.status_code`` (older BuildKit) or a string
+    ``rpc.response.status_code`` other than ``OK`` (BuildKit v0.32+)."""
+    if span.status.status_code == StatusCode.ERROR:
+        return True
+    attributes = span.attributes or {}
+    old = attributes.get("rpc.grpc.status_code")
+    if isinstance(old, int) and not isinstance(old, bool) and old != 0:
+        return True
+    new = attributes.get("rpc.response.status_code")
+    return isinstance(new, str) and new != "OK"
+
+
+def instruction(step_name: str) -> str:
+    """`RUN`, `COPY`, ... after a `[name i/n] ` or `[i/n] ` prefix; `internal`, `source` or `other`."""
+    match = _INSTRUCTION.match(step_name)
+    if match:
+        word = match[1].upper()
+        return word if word in INSTRUCTIONS else "other"
+    if step_name.startswith("[internal]"):
+        return "internal"
+    if _SCHEME.match(step_name):
+        return "source"
+    return "other"
