@@ -66,7 +66,6 @@ class Config:
     tls_client_ca_file: Path | None = None
     auth_token_file: Path | None = None
     builds_kept: int = 100
-    jaeger_ui_url: str | None = None
 
     @property
     def uses_collector(self) -> bool:
@@ -169,8 +168,7 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("tls-key-file", _existing_file, "PEM private key for --tls-cert-file", "PATH"),
     _Flag("tls-client-ca-file", _existing_file, "PEM CA bundle: require client certificates (mutual TLS)", "PATH"),
     _Flag("auth-token-file", _existing_file, "file holding the bearer token clients must send", "PATH"),
-    _Flag("builds-kept", _positive_int, "BuildKit builds kept for /builds and /api/builds (default 100)", "N"),
-    _Flag("jaeger-ui-url", _collector_url, "Jaeger UI base URL; /builds links each trace there", "URL"),
+    _Flag("builds-kept", _positive_int, "BuildKit builds whose steps are kept in memory (default 100)", "N"),
 )
 FLAG_NAMES = tuple(flag.name for flag in FLAGS)
 
