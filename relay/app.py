@@ -1,6 +1,7 @@
 """The one place that wires the pipeline together, and its ordered shutdown.
 
-    receiver --offer--> SpanQueue --take--> Worker --encode/send--> exporter (Jaeger)
+    receiver --reserve/commit--> SpanQueue (memory, or DiskLog with --queue-dir) --take--> Worker
+             --encode/send--> exporter (Jaeger)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from relay.admin import AdminServer
 from relay.config import Config, HostPort
+from relay.disklog import DiskLog, DiskLogError
 from relay.exporters.base import Exporter
 from relay.exporters.factory import build_exporter
 from relay.health import Health
@@ -46,7 +48,9 @@ class Relay:
                  exporter: Exporter | None = None, retry: RetryPolicy | None = None) -> None:
         self.config = config
         self.metrics = Metrics(registry or CollectorRegistry(), config.queue_size)
-        self.queue = SpanQueue(config.queue_size)
+        self.queue = SpanQueue(self.metrics.ledger, max_spans=config.queue_size,
+                               max_bytes=config.queue_max_mib * MIB, log=self._disk_log(config))
+        self.metrics.watch_queue(self.queue.stats, self.queue.max_bytes, durable=self.queue.durable)
         self.insights = BuildObserver(self.metrics.registry, builds_kept=config.builds_kept)
         self.worker = Worker(
             self.queue, exporter or build_exporter(config), self.metrics,
@@ -83,12 +87,16 @@ class Relay:
         grace = min(5.0, self.config.shutdown_timeout / 4)
         self._server.stop(grace).wait(grace + 1)
         clean = self.worker.stop(max(0.0, deadline - time.monotonic()))
-        for batch in self.queue.drain():  # only non-empty if the worker did not finish
-            self.metrics.ledger.dropped("shutdown", len(batch))
+        self.queue.drain()  # in memory, what the worker could not send by the deadline is lost
         snapshot = self.metrics.ledger.snapshot()
-        lost = snapshot.dropped.get("shutdown", 0) + (snapshot.queued if not clean else 0)
+        lost = snapshot.dropped.get("shutdown", 0)
         if lost:
             logger.warning("shutdown: %d accepted spans could not be sent to Jaeger", lost)
+        if self.queue.durable and snapshot.queued:
+            logger.info("shutdown: %d spans stay in the disk queue %s for the next start",
+                        snapshot.queued, self.config.queue_dir)
+        if self._log is not None and clean:
+            self._log.close()
         logger.info("shutdown complete: exported %d spans, dropped %s, refused %s, rejected %s",
                     snapshot.exported, snapshot.dropped or 0, snapshot.refused or 0, snapshot.rejected or 0)
         self._admin.stop()
@@ -96,6 +104,15 @@ class Relay:
         return self._report
 
     # -- wiring -------------------------------------------------------------------------------
+
+    def _disk_log(self, config: Config) -> DiskLog | None:
+        self._log: DiskLog | None = None
+        if config.queue_dir is not None:
+            try:
+                self._log = DiskLog(config.queue_dir)
+            except (DiskLogError, OSError) as exc:
+                raise StartupError(f"--queue-dir: {exc}") from None
+        return self._log
 
     def _grpc_server(self) -> grpc.Server:
         options = [

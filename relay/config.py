@@ -54,6 +54,8 @@ class Config:
     jaeger_timeout: float = 10.0
     admin_endpoint: HostPort = HostPort("0.0.0.0", 8888)
     queue_size: int = 20000
+    queue_max_mib: int = 64
+    queue_dir: Path | None = None
     max_batch_size: int = 512
     batch_timeout: float = 0.2
     retry_max_elapsed: float = 60.0
@@ -135,6 +137,13 @@ def _existing_file(text: str) -> Path:
     return path
 
 
+def _directory(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise ValueError(f"no such directory: {text} (create it, or mount a volume there)")
+    return path
+
+
 def _text(text: str) -> str:
     return text
 
@@ -157,9 +166,14 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("jaeger-timeout", _positive_duration, "timeout of one Jaeger collector request (default 10s)", "DURATION"),
     _Flag("admin-endpoint", parse_host_port, "/metrics, /healthz, /readyz address (default 0.0.0.0:8888)", "HOST:PORT"),
     _Flag("queue-size", _positive_int, "queue capacity in spans (default 20000)", "SPANS"),
+    _Flag("queue-max-mib", _positive_int,
+          "queue capacity in MiB of encoded (protobuf) spans, in memory or on disk (default 64)", "MIB"),
+    _Flag("queue-dir", _directory,
+          "keep the queue on disk in DIR: what is answered OK survives crashes and restarts", "DIR"),
     _Flag("max-batch-size", _positive_int, "most spans handed to the exporter at once (default 512)", "SPANS"),
     _Flag("batch-timeout", _positive_duration, "longest wait to fill a batch (default 200ms)", "DURATION"),
-    _Flag("retry-max-elapsed", parse_duration, "give up retrying an export after this long (default 60s)", "DURATION"),
+    _Flag("retry-max-elapsed", parse_duration,
+          "give up retrying an export after this long; 0 retries forever (default 60s)", "DURATION"),
     _Flag("shutdown-timeout", _positive_duration, "time to drain the queue on SIGTERM (default 20s)", "DURATION"),
     _Flag("max-recv-msg-size-mib", _positive_int, "largest accepted Export request, MiB (default 4)", "MIB"),
     _Flag("max-concurrent-rpcs", _positive_int, "Export requests handled at once (default 8)", "N"),

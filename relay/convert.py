@@ -131,12 +131,17 @@ class Converted:
     """One request's result: one list of spans per resource, plus what was rejected."""
 
     batches: list[list[ReadableSpan]] = field(default_factory=list)
+    batch_bytes: list[int] = field(default_factory=list)  # each batch's encoded (protobuf) size
     rejected: dict[str, int] = field(default_factory=dict)
     first_error: str = ""
 
     @property
     def span_count(self) -> int:
         return sum(len(batch) for batch in self.batches)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self.batch_bytes)
 
     @property
     def rejected_count(self) -> int:
@@ -149,17 +154,20 @@ def convert_request(request: ExportTraceServiceRequest) -> Converted:
     for resource_spans in request.resource_spans:
         resource = _resource(resource_spans.resource, resource_spans.schema_url)
         spans: list[ReadableSpan] = []
+        size = 0
         for scope_spans in resource_spans.scope_spans:
             scope = _scope(scope_spans.scope, scope_spans.schema_url)
             for pb_span in scope_spans.spans:
                 try:
                     spans.append(_span(pb_span, resource, scope))
+                    size += pb_span.ByteSize()
                 except InvalidSpan as exc:
                     result.rejected[exc.reason] = result.rejected.get(exc.reason, 0) + 1
                     if not result.first_error:
                         result.first_error = f"span {pb_span.name!r}: {exc}"
         if spans:
             result.batches.append(spans)
+            result.batch_bytes.append(size)
     return result
 
 

@@ -1,21 +1,22 @@
 """Span accounting and Prometheus metrics, built on an injected registry.
 
-Every span that reaches the receiver ends in exactly one bucket:
+Every span that reaches the receiver, or that the disk queue recovered at start, ends in exactly
+one bucket:
 
-    received = accepted + refused + rejected
-    accepted = exported + dropped + queued
+    received + recovered = exported + dropped + refused + rejected + queued
 
-so ``received = exported + dropped + refused + rejected + queued`` at every moment. The counts that
-make up that equation live in one :class:`Ledger` under one lock and are exposed through a custom
-collector that reads them in one snapshot, so a scrape can never see the equation broken.
+``queued`` is not computed from the others: it is the queue's own count of the spans it holds,
+read under the same lock as the counters (the queue uses the ledger's lock as its own), so a test
+that checks the equation checks the queue against the counters, and a scrape sees one moment.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -35,58 +36,77 @@ class Snapshot:
     retries: int
     requests: dict[str, int]
     capacity: int
+    queued: int
+    recovered: int = 0
+    possible_duplicates: int = 0
+    torn_tails: int = 0
+    corrupt_records: int = 0
 
     @property
     def received(self) -> int:
         return self.accepted + sum(self.refused.values()) + sum(self.rejected.values())
 
-    @property
-    def queued(self) -> int:
-        return self.accepted - self.exported - sum(self.dropped.values())
-
 
 @dataclass
 class Ledger:
-    """The span counts; all updates and reads under one lock."""
+    """The span counts; all updates and reads under one lock, which the queue shares."""
 
     capacity: int
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _held: Callable[[], int] = field(default=lambda: 0, repr=False)
     _accepted: int = 0
     _exported: int = 0
     _retries: int = 0
+    _recovered: int = 0
+    _duplicates: int = 0
+    _torn: int = 0
+    _corrupt: int = 0
     _refused: Counter[str] = field(default_factory=Counter)
     _rejected: Counter[str] = field(default_factory=Counter)
     _dropped: Counter[str] = field(default_factory=Counter)
     _send_failed: Counter[str] = field(default_factory=Counter)
     _requests: Counter[str] = field(default_factory=Counter)
 
-    def request(self, code: str, *, accepted: int = 0, refused: tuple[str, int] | None = None,
+    def attach(self, held: Callable[[], int]) -> None:
+        """The queue's count of the spans it holds, called with the lock held."""
+        self._held = held
+
+    def request(self, code: str, *, refused: tuple[str, int] | None = None,
                 rejected: Iterable[tuple[str, int]] = ()) -> None:
-        """Record one Export call and the fate of its spans, atomically."""
-        with self._lock:
+        """Record one Export call and the fate of its spans that were not accepted (the queue
+        counts the accepted ones as it takes them)."""
+        with self.lock:
             self._requests[code] += 1
-            self._accepted += accepted
             if refused is not None:
                 self._refused[refused[0]] += refused[1]
             for reason, count in rejected:
                 self._rejected[reason] += count
 
-    def exported(self, count: int) -> None:
-        with self._lock:
-            self._exported += count
+    # The queue calls these with the lock held, as it changes what it holds.
+    def accepted_locked(self, count: int) -> None:
+        self._accepted += count
 
-    def dropped(self, reason: str, count: int) -> None:
+    def exported_locked(self, count: int) -> None:
+        self._exported += count
+
+    def dropped_locked(self, reason: str, count: int) -> None:
         if count:
-            with self._lock:
-                self._dropped[reason] += count
+            self._dropped[reason] += count
+
+    def recovered(self, count: int, possible_duplicates: int, *, torn: int, corrupt: int) -> None:
+        with self.lock:
+            self._recovered += count
+            self._duplicates += possible_duplicates
+            self._torn += torn
+            self._corrupt += corrupt
 
     def send_failed(self, reason: str, count: int, *, retrying: bool) -> None:
-        with self._lock:
+        with self.lock:
             self._send_failed[reason] += count
             self._retries += retrying
 
     def snapshot(self) -> Snapshot:
-        with self._lock:
+        with self.lock:
             return Snapshot(
                 accepted=self._accepted,
                 refused=dict(self._refused),
@@ -97,6 +117,11 @@ class Ledger:
                 retries=self._retries,
                 requests=dict(self._requests),
                 capacity=self.capacity,
+                queued=self._held(),
+                recovered=self._recovered,
+                possible_duplicates=self._duplicates,
+                torn_tails=self._torn,
+                corrupt_records=self._corrupt,
             )
 
 
@@ -109,7 +134,7 @@ class _LedgerCollector(Collector):
         yield _counter("receiver_received_spans", "Spans received in Export requests.", snap.received)
         yield _counter("receiver_accepted_spans", "Spans accepted and queued for export.", snap.accepted)
         yield _labelled("receiver_refused_spans", "Spans refused with UNAVAILABLE (client retries).",
-                        "reason", snap.refused, ("queue_full", "shutting_down"))
+                        "reason", snap.refused, ("queue_full", "shutting_down", "disk_full"))
         yield _labelled("receiver_rejected_spans", "Invalid spans rejected via partial_success.",
                         "reason", snap.rejected, ())
         yield _labelled("receiver_requests", "Export requests by gRPC status code.",
@@ -122,10 +147,19 @@ class _LedgerCollector(Collector):
         yield _labelled("dropped_spans", "Accepted spans that will never reach Jaeger, by reason.",
                         "reason", snap.dropped,
                         ("too_large", "encode_error", "export_error", "retry_exhausted", "not_retryable",
-                         "shutdown"))
+                         "shutdown", "corrupt"))
         yield GaugeMetricFamily(f"{PREFIX}_queue_size",
                                 "Spans accepted but not yet exported or dropped.", value=snap.queued)
         yield GaugeMetricFamily(f"{PREFIX}_queue_capacity", "Queue capacity in spans.", value=snap.capacity)
+        yield _counter("queue_recovered_spans", "Spans found in the disk queue at start.", snap.recovered)
+        yield _counter("queue_possible_duplicate_spans",
+                       "Recovered spans that were being sent at a crash: they may reach Jaeger twice.",
+                       snap.possible_duplicates)
+        corrupt = CounterMetricFamily(f"{PREFIX}_queue_corrupt_records",
+                                      "Disk queue records found damaged at start, by kind.", labels=["kind"])
+        corrupt.add_metric(["torn_tail"], snap.torn_tails)
+        corrupt.add_metric(["checksum"], snap.corrupt_records)
+        yield corrupt
 
 
 def _counter(name: str, doc: str, value: int) -> CounterMetricFamily:
@@ -138,6 +172,40 @@ def _labelled(name: str, doc: str, label: str, values: dict[str, int],
     for key in sorted(set(values) | set(always)):
         family.add_metric([key], values.get(key, 0))
     return family
+
+
+class QueueStatsLike(Protocol):
+    @property
+    def spans(self) -> int: ...
+    @property
+    def room_bytes(self) -> int: ...
+    @property
+    def oldest_age(self) -> float: ...
+    @property
+    def disk_bytes(self) -> int: ...
+
+
+class _QueueCollector(Collector):
+    def __init__(self, stats: Callable[[], QueueStatsLike], max_bytes: int, durable: bool) -> None:
+        self._stats = stats
+        self._max_bytes = max_bytes
+        self._durable = durable
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        stats = self._stats()
+        yield GaugeMetricFamily(f"{PREFIX}_queue_bytes",
+                                "Encoded (protobuf) bytes of the spans the queue holds or has reserved.",
+                                value=stats.room_bytes)
+        yield GaugeMetricFamily(f"{PREFIX}_queue_capacity_bytes", "Queue capacity in bytes (--queue-max-mib).",
+                                value=self._max_bytes)
+        yield GaugeMetricFamily(f"{PREFIX}_queue_oldest_age_seconds",
+                                "Age of the oldest span waiting in the queue (0 when empty).",
+                                value=stats.oldest_age)
+        if self._durable:
+            yield GaugeMetricFamily(f"{PREFIX}_queue_disk_bytes", "Bytes of the disk queue's segment files.",
+                                    value=stats.disk_bytes)
+            yield GaugeMetricFamily(f"{PREFIX}_queue_disk_spans", "Spans on disk, not yet exported or dropped.",
+                                    value=stats.spans)
 
 
 class Metrics:
@@ -156,3 +224,6 @@ class Metrics:
             f"{PREFIX}_exporter_batch_spans", "Spans handed to the exporter in one batch.",
             registry=registry, buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
         )
+
+    def watch_queue(self, stats: Callable[[], QueueStatsLike], max_bytes: int, *, durable: bool) -> None:
+        self.registry.register(_QueueCollector(stats, max_bytes, durable))

@@ -4,8 +4,10 @@ Parse, convert, offer to the queue, answer. It never waits on Jaeger and never i
 
 - not a valid ExportTraceServiceRequest -> INVALID_ARGUMENT
 - invalid spans -> rejected alone, reported in ``partial_success``; the rest go through
-- the queue cannot take the whole request -> UNAVAILABLE with a RetryInfo delay (OTLP clients
-  retry that); nothing of the request is queued, so nothing is acknowledged and then dropped
+- the queue cannot take the whole request (spans or bytes full, disk full) -> UNAVAILABLE with a
+  RetryInfo delay (OTLP clients retry that); nothing of the request is queued, so nothing is
+  acknowledged and then dropped
+- a request the queue could never hold -> RESOURCE_EXHAUSTED, no RetryInfo (a server limit)
 - with a bearer token configured, a request without it -> UNAUTHENTICATED (compared in constant time,
   decided from the metadata alone: the body of such a request is neither read nor parsed)
 - room in the queue is reserved for a request's spans before they are converted, so a burst of
@@ -31,7 +33,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from relay.convert import convert_request, request_span_count
 from relay.metrics import Ledger
-from relay.spanqueue import SpanQueue
+from relay.spanqueue import Reservation, SpanQueue
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ def _unavailable_status(message: str) -> grpc.Status:
 
 _QUEUE_FULL = _unavailable_status("trace-relay queue is full; retry later")
 _SHUTTING_DOWN = _unavailable_status("trace-relay is shutting down; retry later")
+_DISK_FULL = _unavailable_status("trace-relay's disk queue is out of space; retry later")
+_DISK_ERROR = _unavailable_status("trace-relay could not write its disk queue; retry later")
 
 
 class TraceReceiver:
@@ -72,23 +76,20 @@ class TraceReceiver:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"not a valid ExportTraceServiceRequest: {exc}")
         count = request_span_count(request)
-        if count > self._queue.capacity:
+        if not self._queue.fits(count, len(data)):
             # It could never be queued whole: retrying cannot help, so no RetryInfo.
-            self._ledger.request("INVALID_ARGUMENT", rejected=[("request_exceeds_queue", count)])
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"request has {count} spans, more than the relay's queue holds "
-                          f"({self._queue.capacity}, --queue-size): send smaller batches")
-        if self.shutting_down or not self._queue.reserve(count):
-            reason, status = self._refusal()
+            self._ledger.request("RESOURCE_EXHAUSTED", rejected=[("request_exceeds_queue", count)])
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"request has {count} spans in {len(data)} bytes, more than the relay's queue "
+                          f"holds ({self._queue.capacity} spans, --queue-size; {self._queue.max_bytes} bytes, "
+                          f"--queue-max-mib): send smaller batches")
+        reservation = None if self.shutting_down else self._queue.reserve(count, len(data))
+        if reservation is None:
+            reason, status = self._refusal("queue_full")
             self._ledger.request("UNAVAILABLE", refused=(reason, count))
             context.abort_with_status(status)
-        committed = False
-        try:
-            response, committed = self._export(request, count, context)
-            return response
-        finally:
-            if not committed:
-                self._queue.cancel(count)
+            return _EMPTY_RESPONSE  # not reached: abort raises
+        return self._export(request, data, reservation, context)
 
     def unauthenticated(self, _requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         """The answer to a request without the bearer token; its body is never read."""
@@ -109,29 +110,37 @@ class TraceReceiver:
                 return hmac.compare_digest(token.strip(), self._token) and valid
         return False
 
-    def _export(self, request: ExportTraceServiceRequest, reserved: int,
-                context: grpc.ServicerContext) -> tuple[bytes, bool]:
-        """Convert and queue into the reserved room; (response, whether the room was used)."""
-        converted = convert_request(request)
+    def _export(self, request: ExportTraceServiceRequest, data: bytes, reservation: Reservation,
+                context: grpc.ServicerContext) -> bytes:
+        """Convert and queue into the reserved room, which is used up either way."""
+        try:
+            converted = convert_request(request)
+        except BaseException:
+            self._queue.cancel(reservation)
+            raise
         rejected = converted.rejected.items()
-        if converted.batches and not self._queue.commit(converted.batches, reserved):
-            reason, status = self._refusal()  # closed for shutdown since the reservation
-            self._ledger.request("UNAVAILABLE", refused=(reason, reserved - converted.rejected_count),
-                                 rejected=rejected)
+        refusal = self._queue.commit(reservation, converted, data)
+        if refusal == "not_durable":  # queued, but the client must not count on it
+            self._ledger.request("UNAVAILABLE", rejected=rejected)
+            context.abort_with_status(_DISK_ERROR)
+        if refusal is not None:
+            reason, status = self._refusal(refusal)
+            self._ledger.request("UNAVAILABLE", refused=(reason, converted.span_count), rejected=rejected)
             context.abort_with_status(status)
-        self._ledger.request("OK", accepted=converted.span_count, rejected=rejected)
-        committed = bool(converted.batches)
+        self._ledger.request("OK", rejected=rejected)
         if not converted.rejected:
-            return _EMPTY_RESPONSE, committed
+            return _EMPTY_RESPONSE
         partial = ExportTracePartialSuccess(rejected_spans=converted.rejected_count,
                                             error_message=_rejection_message(converted.rejected,
                                                                              converted.first_error))
         response: bytes = ExportTraceServiceResponse(partial_success=partial).SerializeToString()
-        return response, committed
+        return response
 
-    def _refusal(self) -> tuple[str, grpc.Status]:
-        if self.shutting_down or self._queue.closed:
+    def _refusal(self, reason: str) -> tuple[str, grpc.Status]:
+        if self.shutting_down or self._queue.closed or reason == "shutting_down":
             return "shutting_down", _SHUTTING_DOWN
+        if reason in ("disk_full", "disk_error"):
+            return reason, _DISK_FULL if reason == "disk_full" else _DISK_ERROR
         return "queue_full", _QUEUE_FULL
 
 

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from relay.exporters.base import Exporter, ExportError, Payload
 from relay.metrics import Metrics
-from relay.spanqueue import SpanBatch, SpanQueue
+from relay.spanqueue import SpanBatch, SpanQueue, Take
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,11 @@ class RetryPolicy:
     multiplier: float = 1.5
     max_interval: float = 10.0
     jitter: float = 0.5
+
+    @property
+    def forever(self) -> bool:
+        """``--retry-max-elapsed 0``: retry until Jaeger takes it (the Collector's convention)."""
+        return self.max_elapsed == 0
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         base = min(self.initial * self.multiplier**attempt, self.max_interval)
@@ -117,18 +122,19 @@ class Worker:
         finally:
             self._shutdown_exporter()
 
-    def _process(self, batches: list[SpanBatch]) -> None:
-        for spans in _group_by_resource(batches):
-            try:
-                if self._abort.is_set():
-                    self._ledger.dropped("shutdown", len(spans))
-                else:
-                    self._export(spans)
-            except Exception:  # the loop must not die
-                logger.exception("unexpected error exporting %d spans; dropped", len(spans))
-                self._ledger.dropped("export_error", len(spans))
-            finally:
-                self._queue.settle(len(spans))
+    def _process(self, take: Take) -> None:
+        try:
+            for spans in _group_by_resource(take.batches):
+                try:
+                    if self._abort.is_set():
+                        self._queue.dropped("shutdown", len(spans))
+                    else:
+                        self._export(spans)
+                except Exception:  # the loop must not die
+                    logger.exception("unexpected error exporting %d spans; dropped", len(spans))
+                    self._queue.dropped("export_error", len(spans))
+        finally:
+            self._queue.settle(take)
 
     def _export(self, spans: list[ReadableSpan]) -> None:
         self._metrics.batch_size.observe(len(spans))
@@ -137,11 +143,11 @@ class Worker:
             encoded = self._exporter.encode(spans)
         except Exception:
             logger.exception("could not encode %d spans; dropped", len(spans))
-            self._ledger.dropped("encode_error", len(spans))
+            self._queue.dropped("encode_error", len(spans))
             return
         for reason, count in encoded.dropped.items():
             self._log.warning(f"drop-{reason}", "dropped %d spans: %s", count, reason)
-            self._ledger.dropped(reason, count)
+            self._queue.dropped(reason, count)
         for payload in encoded.payloads:
             self._deliver(payload)
 
@@ -153,12 +159,12 @@ class Worker:
                 self._log.warning("observer", "observer %r failed on %d spans", observer, len(spans))
 
     def _deliver(self, payload: Payload) -> None:
-        give_up_at = time.monotonic() + self._retry.max_elapsed
+        give_up_at = float("inf") if self._retry.forever else time.monotonic() + self._retry.max_elapsed
         attempt = 0
         while True:
             error = self._send_once(payload)
             if error is None:
-                self._ledger.exported(payload.span_count)
+                self._queue.exported(payload.span_count)
                 return
             delay = self._retry.delay(attempt, self._rng)
             reason = self._give_up_reason(error, time.monotonic() + delay, give_up_at)
@@ -166,13 +172,13 @@ class Worker:
             if reason is not None:
                 self._log.warning(f"give-up-{reason}", "dropped %d spans (%s) after: %s",
                                   payload.span_count, reason, error)
-                self._ledger.dropped(reason, payload.span_count)
+                self._queue.dropped(reason, payload.span_count)
                 return
             self._log.warning(f"retry-{error.reason}", "export failed (%s); retrying in %.1fs",
                               error, delay)
             attempt += 1
             if self._abort.wait(delay):
-                self._ledger.dropped("shutdown", payload.span_count)
+                self._queue.dropped("shutdown", payload.span_count)
                 return
 
     def _send_once(self, payload: Payload) -> ExportError | None:

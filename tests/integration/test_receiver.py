@@ -8,6 +8,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from opentelemetry.sdk.trace.export import SpanExportResult
@@ -168,8 +169,10 @@ def test_a_request_larger_than_the_queue_is_refused_for_good_and_counted(make_re
     spans = [Span(name=f"s{i}", **{**GOOD, "span_id": (i + 1).to_bytes(8, "big")}) for i in range(6)]
     with pytest.raises(grpc.RpcError) as info:
         raw_export(relay.otlp_port, _request(*spans))
-    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED  # a server limit (issue 12 item 5)
     assert "--queue-size" in (info.value.details() or "")
+    status = rpc_status.from_call(info.value)  # type: ignore[arg-type]
+    assert status is None or not status.details, "no RetryInfo: retrying cannot help"
     assert relay.metrics.ledger.snapshot().rejected == {"request_exceeds_queue": 6}
     raw_export(relay.otlp_port, _request(*spans[:5]))  # a request that fits still goes through
     assert exporter.wait_for_spans(5)

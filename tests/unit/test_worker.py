@@ -13,6 +13,7 @@ from relay.metrics import Metrics
 from relay.spanqueue import SpanQueue
 from relay.worker import THREAD_NAME, RetryPolicy, Worker
 from tests.fakes import GatedExporter, RecordingExporter
+from tests.queueing import offer
 
 FAST = RetryPolicy(max_elapsed=2.0, initial=0.01, multiplier=2.0, max_interval=0.05)
 
@@ -26,14 +27,14 @@ class Harness:
     def __init__(self, exporter: object, retry: RetryPolicy = FAST, capacity: int = 1000) -> None:
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry, capacity)
-        self.queue = SpanQueue(capacity)
+        self.queue = SpanQueue(self.metrics.ledger, max_spans=capacity, max_bytes=10**9)
         self.worker = Worker(self.queue, exporter, self.metrics, max_batch_size=100,  # type: ignore[arg-type]
                              batch_timeout=0.01, retry=retry)
         self.worker.start()
 
     def offer(self, *batches: list[ReadableSpan]) -> None:
-        assert self.queue.offer(list(batches))
-        self.metrics.ledger.request("OK", accepted=sum(map(len, batches)))
+        assert offer(self.queue, *batches)
+        self.metrics.ledger.request("OK")
 
     def settled(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
