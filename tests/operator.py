@@ -59,9 +59,10 @@ class Scrape:
         return self.by_label("receiver_requests_total")
 
     def unbalanced(self) -> float:
-        """received - (exported + dropped + refused + rejected + queued): 0 when every span is
-        accounted for."""
-        return self.received - (self.exported + self.total("dropped_spans_total")
+        """received + recovered - (exported + dropped + refused + rejected + queued): 0 when every
+        span is accounted for (``queued`` is the queue's own count, not a remainder)."""
+        return self.received + self.value("queue_recovered_spans_total") - (
+            self.exported + self.total("dropped_spans_total")
                                 + self.total("receiver_refused_spans_total")
                                 + self.total("receiver_rejected_spans_total") + self.queued)
 
