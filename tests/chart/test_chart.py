@@ -23,8 +23,14 @@ FULLNAME = RELEASE  # the release name contains the chart name
 INVALID_DIR = Path(__file__).parent / "invalid"
 
 
+def workload(r: Rendered) -> dict[str, Any]:
+    """The relay's Deployment, or its StatefulSet when persistence is on."""
+    kind = "StatefulSet" if r.values.get("persistence", {}).get("enabled") else "Deployment"
+    return r.one(kind, FULLNAME)
+
+
 def relay_container(r: Rendered) -> dict[str, Any]:
-    pod = r.one("Deployment", FULLNAME)["spec"]["template"]["spec"]
+    pod = workload(r)["spec"]["template"]["spec"]
     (container,) = [c for c in pod["containers"] if c["name"] == "relay"]
     return container
 
@@ -219,7 +225,7 @@ def test_services_reach_the_ports_the_relay_listens_on(rendered: Rendered) -> No
 
 
 def pod_labels(r: Rendered) -> dict[str, str]:
-    labels: dict[str, str] = r.one("Deployment", FULLNAME)["spec"]["template"]["metadata"]["labels"]
+    labels: dict[str, str] = workload(r)["spec"]["template"]["metadata"]["labels"]
     return labels
 
 
@@ -233,13 +239,13 @@ def test_probes_hit_the_relay_health_endpoints(rendered: Rendered) -> None:
 
 
 def test_grace_period_exceeds_shutdown_timeout(rendered: Rendered) -> None:
-    pod = rendered.one("Deployment", FULLNAME)["spec"]["template"]["spec"]
+    pod = workload(rendered)["spec"]["template"]["spec"]
     shutdown = parse_duration(flag_values(relay_container(rendered)["args"])["shutdown-timeout"])
     assert pod["terminationGracePeriodSeconds"] >= shutdown + 2  # the relay may overrun by ~1 s
 
 
 def test_relay_runs_unprivileged(rendered: Rendered) -> None:
-    pod = rendered.one("Deployment", FULLNAME)["spec"]["template"]["spec"]
+    pod = workload(rendered)["spec"]["template"]["spec"]
     pod_ctx, ctx = pod["securityContext"], relay_container(rendered)["securityContext"]
     assert pod_ctx["runAsNonRoot"] is True
     assert pod_ctx["runAsUser"] > 0
@@ -267,7 +273,7 @@ def test_secrets_are_files_never_arguments(rendered: Rendered) -> None:
     container = relay_container(rendered)
     flags = flag_values(container["args"])
     assert "jaeger-password" not in flags
-    spec_text = str(rendered.one("Deployment", FULLNAME))
+    spec_text = str(workload(rendered))
     for secret in secret_strings(rendered.values):
         assert secret not in spec_text
 
@@ -284,7 +290,7 @@ def test_chart_secret_change_rolls_the_pods() -> None:
             }
         }
         r = Rendered("checksum", values)
-        annotations = r.one("Deployment", FULLNAME)["spec"]["template"]["metadata"]["annotations"]
+        annotations = workload(r)["spec"]["template"]["metadata"]["annotations"]
         return str(annotations["checksum/secret"])
 
     assert checksum("one") != checksum("two")
@@ -297,8 +303,9 @@ def materialize_mounts(r: Rendered, root: Path) -> dict[str, Path]:
     Files of the chart's own Secret get the rendered (decoded) data; keys of an existing Secret,
     which the chart only references, get a placeholder. Only mounted items exist, as in the pod.
     """
-    pod = r.one("Deployment", FULLNAME)["spec"]["template"]["spec"]
+    pod = workload(r)["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
+    volumes |= {c["metadata"]["name"]: {} for c in workload(r)["spec"].get("volumeClaimTemplates", [])}
     chart_secrets = {s["metadata"]["name"]: s for s in r.of_kind("Secret")}
     mounts = {}
     for mount in relay_container(r)["volumeMounts"]:
@@ -325,7 +332,10 @@ def test_relay_accepts_the_rendered_arguments(rendered: Rendered, tmp_path: Path
     args = []
     for arg in container["args"]:
         name, _, value = arg.partition("=")
-        if name.endswith("-file"):
+        if name == "--queue-dir":
+            assert value in mounts, f"{arg} points at a path no volume provides"
+            value = str(mounts[value])
+        elif name.endswith("-file"):
             owners = [m for m in mounts if value.startswith(m.rstrip("/") + "/")]
             assert owners, f"{arg} points at a path no volume provides"
             value = str(mounts[owners[0]] / Path(value).relative_to(owners[0]))
@@ -379,3 +389,24 @@ def test_notes_tell_how_to_point_buildkit_at_the_relay(rendered: Rendered) -> No
     assert "OTEL_TRACES_EXPORTER=otlp" in notes
     assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http" in notes
     assert f"{FULLNAME}.{NAMESPACE}.svc:" in notes
+
+
+def test_persistence_renders_a_statefulset_with_a_claim_and_the_queue_flags() -> None:
+    """persistence.enabled: one PVC per replica from volumeClaimTemplates, mounted where
+    --queue-dir points; without it, a Deployment and no --queue-dir (the memory queue)."""
+    on = Rendered("persistence", load_values(CASES["persistence-values.yaml"]))
+    (sts,) = on.of_kind("StatefulSet")
+    assert not on.of_kind("Deployment") or all(d["metadata"]["name"] != FULLNAME for d in on.of_kind("Deployment"))
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    container = relay_container(on)
+    flags = flag_values(container["args"])
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == claim["metadata"]["name"]]
+    assert flags["queue-dir"] == mount["mountPath"]
+    assert flags["queue-max-mib"] == "512" and flags["retry-max-elapsed"] == "0"
+    assert sts["spec"]["serviceName"] in {s["metadata"]["name"] for s in on.of_kind("Service")}
+    off = Rendered("default", load_values(None))
+    assert "queue-dir" not in flag_values(relay_container(off)["args"])
+    assert not off.of_kind("StatefulSet")

@@ -114,3 +114,66 @@ def test_burst_against_a_stalled_backend_stays_under_the_memory_bound() -> None:
             assert peak <= bound, f"peak RSS {peak / MIB:.1f} MiB over the bound {bound / MIB:.1f} MiB"
         finally:
             relay.close()
+
+
+BYTE_FACTOR = 2.5  # RSS per encoded byte held, for spans dominated by large strings (bench/results/memory.md)
+
+
+def test_large_spans_are_bounded_by_bytes_and_every_refusal_says_retry() -> None:
+    """400 one-span requests of 512 KiB each (200 MiB offered) against a stalled Jaeger with
+    --queue-max-mib 32: the queue takes about 32 MiB, the rest is refused UNAVAILABLE + RetryInfo,
+    and RSS stays near the byte bound (a span count bound alone would let 20 GB in)."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    def body(i: int) -> bytes:
+        one = hostile.span(f"big-{i}", span_id=(i + 1).to_bytes(8, "big"),
+                           attributes=[KeyValue(key="blob", value=AnyValue(string_value="x" * (512 * 1024)))])
+        return hostile.request(one).SerializeToString()
+
+    with SilentListener() as jaeger:
+        relay = RelayProcess("--jaeger-collector", jaeger.url, "--jaeger-timeout", "120s",
+                             "--queue-max-mib", "32", "--max-concurrent-rpcs", str(RPCS),
+                             "--max-batch-size", "10")
+        try:
+            base = _kib(relay.proc.pid, "VmRSS")
+            codes: dict[str, int] = {}
+            retry_info = 0
+            lock = threading.Lock()
+
+            def client(index: int) -> None:
+                nonlocal retry_info
+                with grpc.insecure_channel(f"127.0.0.1:{relay.otlp_port}") as channel:
+                    call = channel.unary_unary(EXPORT)
+                    for n in range(50):
+                        try:
+                            call(body(index * 50 + n), timeout=60)
+                            code, has_retry = "OK", False
+                        except grpc.RpcError as exc:
+                            code = exc.code().name
+                            status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+                            has_retry = status is not None and any(
+                                d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
+                        with lock:
+                            codes[code] = codes.get(code, 0) + 1
+                            retry_info += has_retry
+
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(300)
+            peak = _kib(relay.proc.pid, "VmHWM")
+            bound = base + 32 * MIB * BYTE_FACTOR + RPCS * 1 * MIB * (1 + PARSE_FACTOR) + SLACK
+            print(f"baseline {base / MIB:.1f} MiB, peak {peak / MIB:.1f} MiB, bound {bound / MIB:.1f} MiB, {codes}")
+            assert sum(codes.values()) == 400
+            assert set(codes) == {"OK", "UNAVAILABLE"}
+            assert codes["OK"] <= 64  # 32 MiB of 512 KiB spans
+            assert retry_info == codes["UNAVAILABLE"]
+            metrics = scrape(relay.admin_port)
+            assert metrics.value("queue_bytes") <= 32 * MIB
+            assert metrics.unbalanced() == 0
+            assert peak <= bound, f"peak RSS {peak / MIB:.1f} MiB over the bound {bound / MIB:.1f} MiB"
+        finally:
+            relay.close()
