@@ -144,20 +144,25 @@ def test_large_spans_are_bounded_by_bytes_and_every_refusal_says_retry() -> None
 
             def client(index: int) -> None:
                 nonlocal retry_info
-                with grpc.insecure_channel(f"127.0.0.1:{relay.otlp_port}") as channel:
+                # One connection per client, as separate CI jobs would have (grpc would otherwise
+                # share one, and streams past --max-concurrent-rpcs get REFUSED_STREAM).
+                with grpc.insecure_channel(f"127.0.0.1:{relay.otlp_port}",
+                                           options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
                     call = channel.unary_unary(EXPORT)
                     for n in range(50):
                         try:
                             call(body(index * 50 + n), timeout=60)
-                            code, has_retry = "OK", False
+                            code, has_retry, detail = "OK", False, ""
                         except grpc.RpcError as exc:
-                            code = exc.code().name
+                            code, detail = exc.code().name, exc.details()
                             status = rpc_status.from_call(exc)  # type: ignore[arg-type]
                             has_retry = status is not None and any(
                                 d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
                         with lock:
                             codes[code] = codes.get(code, 0) + 1
                             retry_info += has_retry
+                            if code != "OK" and not has_retry:
+                                print("no RetryInfo:", detail)
 
             threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
             for thread in threads:

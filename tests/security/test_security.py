@@ -160,7 +160,8 @@ def test_missing_or_wrong_token_is_unauthenticated_and_the_body_never_parsed(
 
 def test_unauthenticated_handler_never_reads_the_request() -> None:
     """Direct: the refusal gets a request iterator that explodes if touched."""
-    receiver = TraceReceiver(SpanQueue(10), Ledger(capacity=10), TOKEN.encode())
+    ledger = Ledger(capacity=10)
+    receiver = TraceReceiver(SpanQueue(ledger, max_spans=10, max_bytes=10**6), ledger, TOKEN.encode())
 
     class Untouchable:
         def __iter__(self) -> Iterator[bytes]:
