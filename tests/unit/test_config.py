@@ -155,3 +155,12 @@ def test_an_empty_token_file_refuses_to_start(tmp_path: Path) -> None:
     token.write_text("\n")
     with pytest.raises(ConfigError, match=r"^--auth-token-file: .* is empty"):
         load_config(["--auth-token-file", str(token)], {})
+
+
+def test_queue_dir_must_exist_and_queue_max_mib_must_be_positive(tmp_path: Path) -> None:
+    assert load_config(["--queue-dir", str(tmp_path)], {}).queue_dir == tmp_path
+    assert load_config([], {"RELAY_QUEUE_MAX_MIB": "512"}).queue_max_mib == 512
+    with pytest.raises(ConfigError, match=r"^--queue-dir: no such directory: .*absent"):
+        load_config(["--queue-dir", str(tmp_path / "absent")], {})
+    with pytest.raises(ConfigError, match="^--queue-max-mib: must be a positive integer"):
+        load_config(["--queue-max-mib", "0"], {})

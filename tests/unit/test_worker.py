@@ -113,6 +113,20 @@ def test_past_the_retry_bound_spans_are_dropped_and_counted() -> None:
     harness.worker.stop(5)
 
 
+def test_a_retry_bound_of_zero_retries_until_jaeger_takes_it() -> None:
+    """--retry-max-elapsed 0 is the Collector's "retry forever": many more attempts than a 0.3 s
+    bound would allow, and the spans arrive once the exporter recovers; nothing dropped."""
+    failures = [ExportError("timeout", "no answer")] * 40  # ~40 x 20-50 ms: well past 0.3 s
+    exporter = RecordingExporter(failures)
+    harness = Harness(exporter, RetryPolicy(max_elapsed=0, initial=0.02, multiplier=2, max_interval=0.05))
+    harness.offer(spans(3, "svc"))
+    assert exporter.wait_for_spans(3, timeout=30)
+    assert harness.settled()
+    assert exporter.attempts == 41
+    assert harness.value("trace_relay_dropped_spans_total", reason="retry_exhausted") == 0
+    harness.worker.stop(5)
+
+
 class Exploding(RecordingExporter):
     """Raises things that are not ExportError, from encode and from send."""
 
