@@ -70,9 +70,9 @@ class SqliteEngine:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # first: only an empty database takes it
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         return db
 
     def commit(self, payload: bytes) -> None:

@@ -162,5 +162,5 @@ def test_queue_dir_must_exist_and_queue_max_mib_must_be_positive(tmp_path: Path)
     assert load_config([], {"RELAY_QUEUE_MAX_MIB": "512"}).queue_max_mib == 512
     with pytest.raises(ConfigError, match=r"^--queue-dir: no such directory: .*absent"):
         load_config(["--queue-dir", str(tmp_path / "absent")], {})
-    with pytest.raises(ConfigError, match="^--queue-max-mib: must be a positive integer"):
+    with pytest.raises(ConfigError, match=r"^--queue-max-mib: must be a positive integer"):
         load_config(["--queue-max-mib", "0"], {})
