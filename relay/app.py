@@ -91,8 +91,9 @@ class Relay:
         lost = snapshot.dropped.get("shutdown", 0) + (snapshot.queued if not clean else 0)
         if lost:
             logger.warning("shutdown: %d accepted spans could not be sent to Jaeger", lost)
-        logger.info("shutdown complete: exported %d spans, dropped %s, refused %s, rejected %s",
-                    snapshot.exported, snapshot.dropped or 0, snapshot.refused or 0, snapshot.rejected or 0)
+        logger.info("shutdown complete: %d spans exported to Jaeger, %s dropped, %s refused, %s rejected",
+                    snapshot.exported, _in_words(snapshot.dropped), _in_words(snapshot.refused),
+                    _in_words(snapshot.rejected))
         self._admin.stop()
         self._report = ShutdownReport(clean=clean, lost=lost, snapshot=snapshot)
         return self._report
@@ -165,3 +166,10 @@ def _bind_failure(endpoint: HostPort) -> str:
             except OSError as exc:
                 return str(exc.strerror)
     return "gRPC could not bind it (GRPC_VERBOSITY=debug shows why)"
+
+
+def _in_words(counts: dict[str, int]) -> str:
+    """{'shutdown': 2, 'retry_exhausted': 3} -> '5 (3 retry exhausted, 2 shutdown)'; {} -> '0'."""
+    parts = [f"{count} {reason.replace('_', ' ')}" for reason, count in sorted(counts.items()) if count]
+    total = sum(counts.values())
+    return f"{total} ({', '.join(parts)})" if parts else str(total)
