@@ -164,17 +164,21 @@ def _channel(target: Target, args: argparse.Namespace) -> grpc.Channel:
 
 def _rpc_failure(target: Target, exc: grpc.RpcError) -> str:
     code = exc.code()
-    if code == grpc.StatusCode.UNAVAILABLE and not _listening(target.address):
-        return f"nothing is listening on {target} (is the relay running, and is that its OTLP port?)"
-    return f"{target} answered {code.name}: {exc.details()}"
+    unreachable = _unreachable(target.address) if code == grpc.StatusCode.UNAVAILABLE else None
+    return unreachable or f"{target} answered {code.name}: {exc.details()}"
 
 
-def _listening(address: HostPort) -> bool:
+def _unreachable(address: HostPort) -> str | None:
+    """Why nothing answers at ``address`` (no listener, no such host), or None when a TCP
+    connection opens (then the relay's own answer is the news)."""
     try:
         with socket.create_connection((address.host, address.port), timeout=2):
-            return True
-    except OSError:
-        return False
+            return None
+    except socket.gaierror as exc:
+        return f"cannot resolve {address.host}: {exc.strerror}"
+    except OSError as exc:
+        reason = "" if isinstance(exc, ConnectionRefusedError) else f" ({exc.strerror or exc})"
+        return f"nothing is listening on {address}{reason} (is the relay running, and is that its OTLP port?)"
 
 
 def _counts_or_none(admin: HostPort, timeout: float) -> delivery.Counts | None:

@@ -133,6 +133,7 @@ COLLECTOR = ["--jaeger-collector", "http://j:14268/api/traces", "--jaeger-user",
         ([*COLLECTOR, "--jaeger-pass=hunter2"], {}, "unknown flag --jaeger-pass"),
         ([*COLLECTOR, "--jaeger-passw", "hunter2"], {}, "unknown flag --jaeger-passw"),
         ([*COLLECTOR, "hunter2"], {}, "unexpected argument"),
+        ([*COLLECTOR, "--jaeger-password", "-hunter2"], {}, "argument --jaeger-password: expected one argument"),
         # A password in a collector URL's userinfo.
         (["--jaeger-collector", "ftp://u:hunter2@j:14268/api/traces"], {}, "--jaeger-collector"),
     ],
