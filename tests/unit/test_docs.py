@@ -47,3 +47,17 @@ def test_the_getting_started_page_runs_a_real_jaeger_and_a_local_buildkit() -> N
     assert "docker buildx create --name traced --driver docker-container" in page
     assert "--driver-opt env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:4317" in page
     assert "authorization: Bearer <token>" in page
+
+
+def test_the_documented_service_name_is_the_one_the_chart_makes() -> None:
+    import helm_python as helm
+
+    from tests.chart.render import CHART_DIR, objects
+
+    with helm.Chart.load(CHART_DIR) as chart:
+        manifests = chart.render({}, name="builds", namespace="ci")
+    services = {o["metadata"]["name"] for o in objects(manifests) if o["kind"] == "Service"}
+    assert "builds-trace-relay" in services
+    readme = (ROOT / "README.md").read_text()
+    assert "<release>-trace-relay" in readme
+    assert "http://<release>.<namespace>.svc:4317" not in readme
