@@ -3,8 +3,12 @@ default input is in the repository."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+import bench.__main__ as bench_main
 from bench import replay, report
 
 
@@ -32,3 +36,15 @@ def test_replay_runs_without_arguments_on_the_trace_in_the_repository(capsys: py
     out = capsys.readouterr().out
     assert out.startswith("sent 73 spans; rejected 0; arrived 73")
     assert out.rstrip().endswith("OK")
+
+
+def test_the_smoke_command_writes_no_verdict(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # The phases themselves are replaced (they take a minute); what is checked is what the command
+    # makes of their results.
+    monkeypatch.setattr(bench_main, "one_run", lambda _plan, _index, with_sweep: ([], []))
+    monkeypatch.setattr(report, "plot", lambda _sweeps, _path: None)
+    assert bench_main.main(["--smoke", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "smoke: not a measurement" in printed and "Met" not in printed
+    assert "targets" not in json.loads((tmp_path / "latest.json").read_text())["summary"]
