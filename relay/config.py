@@ -372,7 +372,7 @@ def _check(config: Config) -> None:
     if config.retry_max_elapsed < 0:
         raise ConfigError("--retry-max-elapsed: must not be negative")
     if config.max_batch_size > config.queue_size:
-        raise ConfigError(f"--max-batch-size: must not exceed --queue-size ({config.queue_size}): "
-                          f"a batch of {config.max_batch_size} spans could never be filled")
+        raise ConfigError(f"--max-batch-size: {config.max_batch_size} must not exceed --queue-size "
+                          f"({config.queue_size}): a batch that size could never fill; lower --max-batch-size too")
     if config.otlp_grpc_endpoint == config.admin_endpoint and config.admin_endpoint.port != 0:
         raise ConfigError("--admin-endpoint: must differ from --otlp-grpc-endpoint")

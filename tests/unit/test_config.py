@@ -162,9 +162,11 @@ def test_jaeger_timeout_takes_a_unit_where_its_otel_twin_is_milliseconds() -> No
 
 
 def test_max_batch_size_above_queue_size_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"^--max-batch-size: must not exceed --queue-size \(100\)"):
+    with pytest.raises(ConfigError, match=r"^--max-batch-size: 101 must not exceed --queue-size \(100\)"):
         load_config(["--queue-size", "100", "--max-batch-size", "101"], {})
     assert load_config(["--queue-size", "100", "--max-batch-size", "100"], {}).max_batch_size == 100
+    with pytest.raises(ConfigError, match=r"^--max-batch-size: 512 must not exceed --queue-size \(100\)"):
+        load_config([], {"RELAY_QUEUE_SIZE": "100"})  # the default batch size names itself
 
 
 def test_durations() -> None:
