@@ -102,7 +102,8 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     trace_id = request.resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
     before = _counts_or_none(admin, args.timeout)
     try:
-        outcome = _send(target, args, request)
+        token = args.auth_token_file.read_text().strip() if args.auth_token_file else None
+        outcome = _send(target, args, request, token)
     except OSError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -135,15 +136,16 @@ def _target(endpoint: str, tls_ca_given: bool) -> Target:
     return Target(HostPort(parts.hostname, port), tls=parts.scheme == "https")
 
 
-def _send(target: Target, args: argparse.Namespace, request: ExportTraceServiceRequest) -> Outcome:
-    """Export ``request`` to ``target``; the one transport-specific step."""
-    return _send_grpc(target, args, request)
+def _send(target: Target, args: argparse.Namespace, request: ExportTraceServiceRequest,
+          token: str | None) -> Outcome:
+    """Export ``request`` to ``target`` (sending ``token`` as ``authorization: Bearer``); the one
+    transport-specific step."""
+    return _send_grpc(target, args, request, token)
 
 
-def _send_grpc(target: Target, args: argparse.Namespace, request: ExportTraceServiceRequest) -> Outcome:
-    metadata = []
-    if args.auth_token_file:
-        metadata.append(("authorization", "Bearer " + args.auth_token_file.read_text().strip()))
+def _send_grpc(target: Target, args: argparse.Namespace, request: ExportTraceServiceRequest,
+               token: str | None) -> Outcome:
+    metadata = [("authorization", f"Bearer {token}")] if token else []
     with _channel(target, args) as channel:
         try:
             stub = TraceServiceStub(channel)  # type: ignore[no-untyped-call]
