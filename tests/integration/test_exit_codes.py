@@ -81,3 +81,11 @@ def test_the_startup_line_says_what_protects_the_receiver(tmp_path: Path) -> Non
     line = _line(secured, "OTLP/gRPC on")
     assert line.rstrip().endswith("TLS on, mTLS on, bearer token required"), line
     assert "t0ken" not in "".join(secured.lines)
+
+
+def test_the_startup_line_hides_a_password_in_the_collector_url() -> None:
+    relay = RelayProcess("--jaeger-collector", "http://ci:hunter2@127.0.0.1:9/api/traces")
+    assert relay.terminate() in (0, EXIT_SPANS_LOST)
+    line = _line(relay, "OTLP/gRPC on")
+    assert "Jaeger collector http://ci:***@127.0.0.1:9/api/traces" in line, line
+    assert "hunter2" not in "".join(relay.lines)
