@@ -1,7 +1,7 @@
 """Replay a recorded Go `tracetest.SpanStub` JSON trace (e.g. a real `docker buildx bake` trace)
 through a relay into a decoding UDP agent, and report what Jaeger would show. A manual check:
 
-    python -m bench.replay ../shared/data/buildx-bake-trace.spanstubs.json
+    .venv/bin/python -m bench.replay [FILE]   # default: bench/data/buildx-bake-trace.spanstubs.json
 
 It starts a relay in-process on loopback, sends the trace as OTLP (one ResourceSpans per
 resource, one ScopeSpans per instrumentation scope, as the Go SDK does), decodes every datagram
@@ -28,6 +28,7 @@ from relay.config import load_config
 from tests.jaeger_sinks import UdpAgentSink
 from tests.otlp import raw_export
 
+DEFAULT_TRACE = Path(__file__).parent / "data" / "buildx-bake-trace.spanstubs.json"
 _STATUS = {"Unset": 0, "Ok": 1, "Error": 2}
 _ZERO_SPAN = "0" * 16
 
@@ -94,7 +95,8 @@ def to_request(stubs: list[dict[str, Any]]) -> ExportTraceServiceRequest:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.replay", description=__doc__.split("\n")[0])
-    parser.add_argument("file", type=Path)
+    parser.add_argument("file", type=Path, nargs="?", default=DEFAULT_TRACE,
+                        help="a SpanStub JSON trace (default: bench/data/buildx-bake-trace.spanstubs.json)")
     args = parser.parse_args(argv)
     stubs = json.loads(args.file.read_text())
     request = to_request(stubs)

@@ -94,9 +94,16 @@ def _fmt(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+SMOKE_LABEL = ("smoke: not a measurement (one short run on a shared machine; it shows the benchmark "
+               "works; run `.venv/bin/python -m bench` for figures and the targets)")
+
+
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The tables; the targets (Met: yes/no) only for a full run, never from a smoke run."""
     s = summary["servers"]
+    smoke = meta["mode"] == "smoke"
     lines = [
+        *([f"**{SMOKE_LABEL}**", ""] if smoke else []),
         f"Mode: {meta['mode']}, {meta['runs']} run(s), medians; {meta['machine']}.",
         "",
         "| | " + " | ".join(SERVER_NAMES[k] for k in SERVER_NAMES) + " |",
@@ -118,6 +125,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         lines.append(f"| {label} | " + " | ".join(_fmt(s[k][key], digits) for k in SERVER_NAMES) + " |")
     lines += ["", "| Ratio (saturated, delivered) | median of per-run ratios |", "|---|---:|"]
     lines += [f"| {name} | {_fmt(value, 2)} |" for name, value in summary["ratios"].items()]
+    if smoke:
+        return "\n".join(lines) + "\n"
     lines += ["", "| Target | Bound | Measured | Met |", "|---|---|---:|---|"]
     for t in summary["targets"]:
         met = "-" if t["met"] is None else ("yes" if t["met"] else "**no**")

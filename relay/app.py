@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from concurrent import futures
 from dataclasses import dataclass
@@ -16,7 +17,8 @@ from grpc_health.v1 import health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from relay.admin import AdminServer
-from relay.config import Config, HostPort
+from relay.config import Config, HostPort, redact_url
+from relay.credentials import TlsMaterial
 from relay.disklog import DiskLog, DiskLogError
 from relay.exporters.base import Exporter
 from relay.exporters.factory import build_exporter
@@ -59,8 +61,7 @@ class Relay:
             observers=[self.insights],
         )
         self.health = Health(self.worker.is_alive)
-        token = config.auth_token_file.read_bytes().strip() if config.auth_token_file else None
-        self.receiver = TraceReceiver(self.queue, self.metrics.ledger, token)
+        self.receiver = TraceReceiver(self.queue, self.metrics.ledger, config.auth_token)
         self._server = self._grpc_server()
         self.otlp_port = self._bind(config)
         self._admin = self._admin_server(config.admin_endpoint)
@@ -72,8 +73,9 @@ class Relay:
         self._server.start()
         self._admin.start()
         self.health.serving()
-        logger.info("trace-relay listening: OTLP/gRPC on %s (port %d), admin on port %d, exporting to %s",
-                    self.config.otlp_grpc_endpoint, self.otlp_port, self.admin_port, self._target())
+        logger.info("trace-relay listening: OTLP/gRPC on %s (port %d), admin on port %d, exporting to %s; %s",
+                    self.config.otlp_grpc_endpoint, self.otlp_port, self.admin_port, self._target(),
+                    self._security())
 
     def shutdown(self) -> ShutdownReport:
         """Health NOT_SERVING -> stop the gRPC server (in-flight requests finish) -> close the
@@ -89,7 +91,9 @@ class Relay:
         clean = self.worker.stop(max(0.0, deadline - time.monotonic()))
         self.queue.drain()  # in memory, what the worker could not send by the deadline is lost
         snapshot = self.metrics.ledger.snapshot()
-        lost = snapshot.dropped.get("shutdown", 0)
+        # In memory, spans still held after the drain are in the hands of a worker that did not
+        # finish: lost too. On disk they stay for the next start.
+        lost = snapshot.dropped.get("shutdown", 0) + (0 if self.queue.durable else snapshot.queued)
         if lost:
             logger.warning("shutdown: %d accepted spans could not be sent to Jaeger", lost)
         if self.queue.durable and snapshot.queued:
@@ -97,8 +101,9 @@ class Relay:
                         snapshot.queued, self.config.queue_dir)
         if self._log is not None and clean:
             self._log.close()
-        logger.info("shutdown complete: exported %d spans, dropped %s, refused %s, rejected %s",
-                    snapshot.exported, snapshot.dropped or 0, snapshot.refused or 0, snapshot.rejected or 0)
+        logger.info("shutdown complete: %d spans exported to Jaeger, %s dropped, %s refused, %s rejected",
+                    snapshot.exported, _in_words(snapshot.dropped), _in_words(snapshot.refused),
+                    _in_words(snapshot.rejected))
         self._admin.stop()
         self._report = ShutdownReport(clean=clean, lost=lost, snapshot=snapshot)
         return self._report
@@ -135,20 +140,13 @@ class Relay:
     def _bind(self, config: Config) -> int:
         address = str(config.otlp_grpc_endpoint)
         try:
-            if config.tls_cert_file is None:
+            if config.tls is None:
                 return int(self._server.add_insecure_port(address))
-            return int(self._server.add_secure_port(address, self._credentials(config)))
-        except RuntimeError as exc:
-            raise StartupError(f"--otlp-grpc-endpoint: cannot listen on {address}: {exc}") from None
-
-    @staticmethod
-    def _credentials(config: Config) -> grpc.ServerCredentials:
-        if config.tls_cert_file is None or config.tls_key_file is None:
-            raise StartupError("--tls-cert-file: TLS needs both --tls-cert-file and --tls-key-file")
-        pair = (config.tls_key_file.read_bytes(), config.tls_cert_file.read_bytes())
-        client_ca = config.tls_client_ca_file.read_bytes() if config.tls_client_ca_file else None
-        return grpc.ssl_server_credentials([pair], root_certificates=client_ca,
-                                           require_client_auth=client_ca is not None)
+            return int(self._server.add_secure_port(address, _credentials(config.tls)))
+        except RuntimeError:
+            # gRPC says only "Failed to bind"; the operating system says why.
+            reason = _bind_failure(config.otlp_grpc_endpoint)
+            raise StartupError(f"--otlp-grpc-endpoint: cannot listen on {address}: {reason}") from None
 
     def _admin_server(self, endpoint: HostPort) -> AdminServer:
         try:
@@ -157,7 +155,40 @@ class Relay:
             self._server.stop(None)
             raise StartupError(f"--admin-endpoint: cannot listen on {endpoint}: {exc.strerror}") from None
 
+    def _security(self) -> str:
+        tls = self.config.tls
+        return (f"TLS {'on' if tls else 'off'}, "
+                f"mTLS {'on' if tls and tls.client_ca else 'off'}, "
+                f"bearer token {'required' if self.config.auth_token else 'off'}")
+
     def _target(self) -> str:
         if self.config.jaeger_collector:
-            return f"Jaeger collector {self.config.jaeger_collector}"
+            return f"Jaeger collector {redact_url(self.config.jaeger_collector)}"
         return f"Jaeger agent {self.config.jaeger_agent} (UDP)"
+
+
+def _credentials(tls: TlsMaterial) -> grpc.ServerCredentials:
+    return grpc.ssl_server_credentials([(tls.private_key, tls.cert_chain)], root_certificates=tls.client_ca,
+                                       require_client_auth=tls.client_ca is not None)
+
+
+def _bind_failure(endpoint: HostPort) -> str:
+    """Why ``endpoint`` cannot be bound, as the operating system says it ("Address already in use")."""
+    try:
+        infos = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"cannot resolve {endpoint.host}: {exc.strerror}"
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                return str(exc.strerror)
+    return "gRPC could not bind it (GRPC_VERBOSITY=debug shows why)"
+
+
+def _in_words(counts: dict[str, int]) -> str:
+    """{'shutdown': 2, 'retry_exhausted': 3} -> '5 (3 retry exhausted, 2 shutdown)'; {} -> '0'."""
+    parts = [f"{count} {reason.replace('_', ' ')}" for reason, count in sorted(counts.items()) if count]
+    total = sum(counts.values())
+    return f"{total} ({', '.join(parts)})" if parts else str(total)

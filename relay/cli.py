@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from relay import sendtest
 from relay.app import Relay, StartupError
-from relay.config import ConfigError, load_config
+from relay.config import EXIT_OK, EXIT_SPANS_LOST, EXIT_USAGE, ConfigError, load_config
 
 logger = logging.getLogger("relay")
 
@@ -32,18 +32,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args, os.environ)
     except ConfigError as exc:
         print(f"trace-relay: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         relay = Relay(config)
     except StartupError as exc:
         print(f"trace-relay: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    return _serve(relay)
+
+
+def _serve(relay: Relay) -> int:
+    """Run until SIGTERM/SIGINT, then shut down in order. A second signal ends the process at once."""
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
-        logger.info("received %s; shutting down", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            logger.warning("received %s again; exiting now, spans still queued are lost", name)
+            os._exit(EXIT_SPANS_LOST)
+        logger.info("received %s; shutting down (send it again to exit at once)", name)
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)
@@ -51,5 +60,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     relay.start()
     while not stop.wait(1.0):
         pass
-    relay.shutdown()
-    return 0
+    report = relay.shutdown()
+    return EXIT_SPANS_LOST if report.lost else EXIT_OK

@@ -2,18 +2,24 @@
 
 Precedence for every setting: command-line flag > ``RELAY_<FLAG>`` environment variable >
 the Jaeger exporter's standard ``OTEL_EXPORTER_JAEGER_*`` variable (where one exists) > default.
-A bad value raises :class:`ConfigError` naming the flag; the CLI turns it into one line and exit 2.
+A bad value raises :class:`ConfigError` naming where the value came from (the flag, or the
+environment variable that set it); the CLI turns it into one line and exit 2. No message ever
+holds a secret's value, nor any value of an unknown flag (it may be a mistyped password flag).
+The files the settings name are read here, once (relay.credentials).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
+
+from relay.credentials import FileProblem, TlsMaterial, load_tls, read_token
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -29,10 +35,13 @@ OTEL_AGENT_PORT = "OTEL_EXPORTER_JAEGER_AGENT_PORT"
 
 # Flags whose values are secrets: never echoed in errors, logs or repr.
 SECRET_FLAGS = frozenset({"jaeger-password"})
+# --jaeger-timeout takes a unit: its OTEL_EXPORTER_JAEGER_TIMEOUT twin is a bare number of
+# milliseconds, so a bare number here would be ambiguous.
+UNIT_REQUIRED = frozenset({"jaeger-timeout"})
 
 
 class ConfigError(ValueError):
-    """A setting is invalid; the message names the flag."""
+    """A setting is invalid; the message names the flag or variable it came from."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,9 @@ class Config:
     tls_client_ca_file: Path | None = None
     auth_token_file: Path | None = None
     builds_kept: int = 100
+    # The content of the files above, read once by load_config.
+    tls: TlsMaterial | None = None
+    auth_token: bytes | None = field(default=None, repr=False)
 
     @property
     def uses_collector(self) -> bool:
@@ -119,8 +131,21 @@ def _positive_duration(text: str) -> float:
 def _collector_url(text: str) -> str:
     parts = urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http(s) URL such as http://jaeger:14268/api/traces, got {text!r}")
+        raise ValueError("expected an http(s) URL such as http://jaeger:14268/api/traces, "
+                         f"got {redact_url(text.strip())!r}")
     return text.strip()
+
+
+def redact_url(url: str) -> str:
+    """The URL with the password of its userinfo (``user:password@``) replaced by ``***``."""
+    return re.sub(r"^([^/]*//[^/@:]*):[^/@]*@", r"\1:***@", url)
+
+
+def _password(text: str) -> str:
+    # It travels in an HTTP header: a control character (a stray newline) would break every send.
+    if any(ord(char) < 32 or ord(char) == 127 for char in text):
+        raise ValueError("must not contain control characters (a newline, a tab)")
+    return text
 
 
 def _log_level(text: str) -> str:
@@ -130,11 +155,18 @@ def _log_level(text: str) -> str:
     return level
 
 
-def _existing_file(text: str) -> Path:
-    path = Path(text)
-    if not path.is_file():
-        raise ValueError(f"no such file: {text}")
-    return path
+def _path(text: str) -> Path:
+    # Only a name here: the file is read once, after all settings are parsed (relay.credentials).
+    if not text.strip():
+        raise ValueError("expected a file path")
+    return Path(text)
+
+
+def _unit_duration(text: str) -> float:
+    if _is_number(text):
+        raise ValueError(f"give a unit, e.g. 10s or 10000ms, got {text!r} "
+                         "(OTEL_EXPORTER_JAEGER_TIMEOUT alone is a bare number of milliseconds)")
+    return _positive_duration(text)
 
 
 def _directory(text: str) -> Path:
@@ -161,9 +193,10 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("jaeger-agent", parse_host_port, "Jaeger agent, UDP compact thrift (default localhost:6831)", "HOST:PORT"),
     _Flag("jaeger-collector", _collector_url, "Jaeger collector URL, HTTP binary thrift; replaces the agent", "URL"),
     _Flag("jaeger-user", _text, "basic-auth user for the Jaeger collector", "USER"),
-    _Flag("jaeger-password", _text, "basic-auth password (prefer --jaeger-password-file)", "PASSWORD"),
-    _Flag("jaeger-password-file", _existing_file, "file holding the Jaeger collector password", "PATH"),
-    _Flag("jaeger-timeout", _positive_duration, "timeout of one Jaeger collector request (default 10s)", "DURATION"),
+    _Flag("jaeger-password", _password, "basic-auth password (prefer --jaeger-password-file)", "PASSWORD"),
+    _Flag("jaeger-password-file", _path, "file holding the Jaeger collector password", "PATH"),
+    _Flag("jaeger-timeout", _unit_duration, "timeout of one Jaeger collector request, with a unit: 10s, 10000ms "
+          "(default 10s)", "DURATION"),
     _Flag("admin-endpoint", parse_host_port, "/metrics, /healthz, /readyz address (default 0.0.0.0:8888)", "HOST:PORT"),
     _Flag("queue-size", _positive_int, "queue capacity in spans (default 20000)", "SPANS"),
     _Flag("queue-max-mib", _positive_int,
@@ -178,10 +211,10 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("max-recv-msg-size-mib", _positive_int, "largest accepted Export request, MiB (default 4)", "MIB"),
     _Flag("max-concurrent-rpcs", _positive_int, "Export requests handled at once (default 8)", "N"),
     _Flag("log-level", _log_level, "debug, info, warning or error (default info)", "LEVEL"),
-    _Flag("tls-cert-file", _existing_file, "PEM certificate: serve OTLP over TLS", "PATH"),
-    _Flag("tls-key-file", _existing_file, "PEM private key for --tls-cert-file", "PATH"),
-    _Flag("tls-client-ca-file", _existing_file, "PEM CA bundle: require client certificates (mutual TLS)", "PATH"),
-    _Flag("auth-token-file", _existing_file, "file holding the bearer token clients must send", "PATH"),
+    _Flag("tls-cert-file", _path, "PEM certificate: serve OTLP over TLS", "PATH"),
+    _Flag("tls-key-file", _path, "PEM private key for --tls-cert-file", "PATH"),
+    _Flag("tls-client-ca-file", _path, "PEM CA bundle: require client certificates (mutual TLS)", "PATH"),
+    _Flag("auth-token-file", _path, "file holding the bearer token clients must send", "PATH"),
     _Flag("builds-kept", _positive_int, "BuildKit builds whose steps are kept in memory (default 100)", "N"),
 )
 FLAG_NAMES = tuple(flag.name for flag in FLAGS)
@@ -192,8 +225,18 @@ def env_name(flag: str) -> str:
     return "RELAY_" + flag.upper().replace("-", "_")
 
 
+# Process exit codes (the CLI returns them; --help and the README list them).
+EXIT_OK = 0  # clean shutdown: everything accepted reached Jaeger (or was rejected/dropped before)
+EXIT_USAGE = 2  # bad configuration, or the relay cannot start
+EXIT_SPANS_LOST = 3  # spans accepted were lost at shutdown, or a second signal cut shutdown short
+EXIT_CODES = (f"Exit codes: {EXIT_OK} clean shutdown; {EXIT_USAGE} bad configuration or cannot start; "
+              f"{EXIT_SPANS_LOST} accepted spans were lost at shutdown (or a second SIGTERM/SIGINT "
+              "ended it at once).")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        # argparse's own messages name flags, not values ("expected one argument").
         raise ConfigError(message)
 
 
@@ -202,7 +245,9 @@ def build_parser(prog: str = "trace-relay") -> argparse.ArgumentParser:
         prog=prog,
         description="Receive OTLP/gRPC traces and forward them to Jaeger through one exporter thread.",
         epilog="Every flag has an environment twin RELAY_<FLAG>, e.g. RELAY_QUEUE_SIZE. "
-        "Subcommand: send-test-trace (see `trace-relay send-test-trace --help`).",
+        "Subcommand: send-test-trace (see `trace-relay send-test-trace --help`). " + EXIT_CODES,
+        # An abbreviation (--jaeger-pass) is a guess at the flag; a flag is spelled out.
+        allow_abbrev=False,
     )
     for flag in FLAGS:
         # Values stay strings here: parsing happens in load_config so the env twins share it.
@@ -210,62 +255,123 @@ def build_parser(prog: str = "trace-relay") -> argparse.ArgumentParser:
     return parser
 
 
-def _raw_settings(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
-    args = vars(build_parser().parse_args(list(argv)))
+def _parse_args(argv: Sequence[str]) -> dict[str, str | None]:
+    """The flags given; an unknown one is named without any value (``--jaeger-passwrd hunter2``
+    and ``--jaeger-passwrd=hunter2`` must not print the password)."""
+    args, unknown = build_parser().parse_known_args(list(argv))
+    if unknown:
+        raise ConfigError(_unknown_message(unknown))
+    return vars(args)
+
+
+def _unknown_message(unknown: Sequence[str]) -> str:
+    names = [token.split("=", 1)[0] for token in unknown if token.startswith("-")]
+    if not names:
+        return "unexpected argument (not a flag; a value follows its flag, as in --queue-size 100)"
+    close = difflib.get_close_matches(names[0], [f"--{name}" for name in FLAG_NAMES], n=1)
+    hint = f" (did you mean {close[0]}?)" if close else " (see --help)"
+    return f"unknown flag {names[0]}{hint}"
+
+
+@dataclass(frozen=True)
+class _Raw:
+    value: str
+    source: str  # the flag or environment variable it came from, as messages name it
+
+
+def _raw_settings(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, _Raw]:
+    args = _parse_args(argv)
     # An empty environment variable counts as unset (OpenTelemetry's rule for its variables;
     # templated Kubernetes environments produce them).
     environ = {key: value for key, value in environ.items() if value.strip()}
-    raw: dict[str, str] = {}
+    raw: dict[str, _Raw] = {}
     for name in FLAG_NAMES:
-        value = args[name.replace("-", "_")]
-        if value is None:
-            value = environ.get(env_name(name))
-        if value is None and name in OTEL_TWINS:
-            value = environ.get(OTEL_TWINS[name])
-            if value is not None and name == "jaeger-timeout" and _is_number(value):
-                value = f"{value.strip()}ms"  # the specification's unit for this variable
-        if value is not None:
-            raw[name] = value
+        found = _one_setting(name, args[name.replace("-", "_")], environ)
+        if found is not None:
+            raw[name] = found
     if "jaeger-agent" not in raw and (OTEL_AGENT_HOST in environ or OTEL_AGENT_PORT in environ):
         host = environ.get(OTEL_AGENT_HOST, "localhost")
         port = environ.get(OTEL_AGENT_PORT, "6831")
-        raw["jaeger-agent"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        value = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raw["jaeger-agent"] = _Raw(value, f"{OTEL_AGENT_HOST}/{OTEL_AGENT_PORT}")
     return raw
+
+
+def _one_setting(name: str, flag_value: str | None, environ: Mapping[str, str]) -> _Raw | None:
+    if flag_value is not None:
+        return _Raw(flag_value, f"--{name}")
+    if env_name(name) in environ:
+        return _Raw(environ[env_name(name)], env_name(name))
+    otel = OTEL_TWINS.get(name)
+    if otel is None or otel not in environ:
+        return None
+    value = environ[otel]
+    if name == "jaeger-timeout" and _is_number(value):
+        value = f"{value.strip()}ms"  # the specification's unit for this variable
+    return _Raw(value, otel)
 
 
 def _is_number(text: str) -> bool:
     return text.strip().replace(".", "", 1).isdigit()
 
 
-def _parse_one(flag: _Flag, value: str) -> object:
+def _parse_one(flag: _Flag, raw: _Raw) -> object:
     try:
-        return flag.parse(value)
+        return flag.parse(raw.value)
     except ValueError as exc:
-        detail = "invalid value" if flag.name in SECRET_FLAGS else str(exc)
-        if detail.startswith("invalid literal") or detail.startswith("could not convert"):
-            detail = f"must be a number, got {value!r}"
-        raise ConfigError(f"--{flag.name}: {detail}") from None
+        detail = str(exc)
+        if detail.startswith(("invalid literal", "could not convert")):
+            detail = f"must be a number, got {raw.value!r}"
+        if flag.name in SECRET_FLAGS:
+            detail = detail.split(", got ", 1)[0]  # never the value itself
+        raise ConfigError(f"{raw.source}: {detail}") from None
 
 
 def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
-    """Build the Config from command-line arguments and an environment mapping. Pure."""
+    """Build the Config from command-line arguments and an environment mapping, and read the
+    files it names. Pure apart from reading those files."""
     raw = _raw_settings(argv, environ)
     values: dict[str, object] = {}
     for flag in FLAGS:
         if flag.name in raw:
             values[flag.name.replace("-", "_")] = _parse_one(flag, raw[flag.name])
-    password_file = values.pop("jaeger_password_file", None)
-    if isinstance(password_file, Path):
-        if "jaeger_password" in values:
-            raise ConfigError("--jaeger-password-file: give either --jaeger-password or --jaeger-password-file")
-        values["jaeger_password"] = password_file.read_text(encoding="utf-8").strip()
-    token_file = values.get("auth_token_file")
-    if isinstance(token_file, Path) and not token_file.read_bytes().strip():
-        # An empty token must not quietly turn authentication off (a mis-mounted Secret).
-        raise ConfigError(f"--auth-token-file: {token_file} is empty")
+    try:
+        _read_files(values, raw)
+    except FileProblem as exc:
+        raise ConfigError(str(exc)) from None
     config = Config(**values)  # type: ignore[arg-type]
     _check(config)
     return config
+
+
+def _read_files(values: dict[str, object], raw: Mapping[str, _Raw]) -> None:
+    """Every file a setting names, read here and only here."""
+    def named(flag: str) -> tuple[str, Path] | None:
+        path = values.get(flag.replace("-", "_"))
+        return (raw[flag].source, path) if isinstance(path, Path) else None
+
+    password_file = named("jaeger-password-file")
+    values.pop("jaeger_password_file", None)
+    if password_file is not None:
+        if "jaeger_password" in values:
+            raise ConfigError("--jaeger-password-file: give either --jaeger-password or --jaeger-password-file")
+        values["jaeger_password"] = _password_from_file(password_file)
+    token_file = named("auth-token-file")
+    if token_file is not None:
+        values["auth_token"] = read_token(*token_file)
+    cert, key = named("tls-cert-file"), named("tls-key-file")
+    if cert is not None and key is not None:
+        values["tls"] = load_tls(cert, key, named("tls-client-ca-file"))
+
+
+def _password_from_file(named: tuple[str, Path]) -> str:
+    content = read_token(*named)
+    try:
+        return _password(content.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{named[0]}: {named[1]}: not UTF-8 text") from None
+    except ValueError as exc:
+        raise ConfigError(f"{named[0]}: {named[1]}: {exc}") from None
 
 
 def _check(config: Config) -> None:
@@ -279,5 +385,8 @@ def _check(config: Config) -> None:
         raise ConfigError("--tls-client-ca-file: mutual TLS needs --tls-cert-file and --tls-key-file")
     if config.retry_max_elapsed < 0:
         raise ConfigError("--retry-max-elapsed: must not be negative")
+    if config.max_batch_size > config.queue_size:
+        raise ConfigError(f"--max-batch-size: {config.max_batch_size} must not exceed --queue-size "
+                          f"({config.queue_size}): a batch that size could never fill; lower --max-batch-size too")
     if config.otlp_grpc_endpoint == config.admin_endpoint and config.admin_endpoint.port != 0:
         raise ConfigError("--admin-endpoint: must differ from --otlp-grpc-endpoint")

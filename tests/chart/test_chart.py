@@ -12,6 +12,7 @@ import pytest
 from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
 
 from relay.config import load_config, parse_duration, parse_host_port
+from tests.security.certs import Pki, make_pki
 
 from .conftest import CASES, Rendered
 from .render import CHART_DIR, NAMESPACE, RELEASE, load_values, render, stale_examples
@@ -133,6 +134,8 @@ def test_rendered_examples_match_the_chart() -> None:
         ({"terminationGracePeriodSeconds": "60"}, "terminationGracePeriodSeconds"),
         ({"autoscaling": {"maxReplicas": 0}}, "maxReplicas"),
         ({"buildkit": {"enabled": "yes"}}, "enabled"),
+        # --jaeger-timeout refuses a bare number (its OTEL twin is milliseconds): so does the chart.
+        ({"jaeger": {"collector": {"endpoint": "http://j:14268/api/traces", "timeout": "10000"}}}, "timeout"),
     ],
 )
 def test_schema_rejects_bad_values(values: dict[str, Any], complaint: str) -> None:
@@ -297,12 +300,22 @@ def test_chart_secret_change_rolls_the_pods() -> None:
     assert checksum("one") == checksum("one")
 
 
+def _placeholder(pki: Pki, secret: str, path: str) -> bytes:
+    if path.endswith((".crt", ".key", ".pem")):
+        name = "server_key" if "key" in path else "ca" if "ca" in path else "server_cert"
+        return pki.read(name)
+    return f"placeholder for {secret}/{path}\n".encode()
+
+
 def materialize_mounts(r: Rendered, root: Path) -> dict[str, Path]:
     """Recreate the relay container's secret volumes under root: mountPath -> local directory.
 
     Files of the chart's own Secret get the rendered (decoded) data; keys of an existing Secret,
-    which the chart only references, get a placeholder. Only mounted items exist, as in the pod.
+    which the chart only references, get a placeholder (a real certificate, key or CA for the TLS
+    items, which the relay checks at start). Only mounted items exist, as in the pod.
     """
+    (root / "placeholder-pki").mkdir()
+    pki = make_pki(root / "placeholder-pki")
     pod = workload(r)["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     volumes |= {c["metadata"]["name"]: {} for c in workload(r)["spec"].get("volumeClaimTemplates", [])}
@@ -320,7 +333,7 @@ def materialize_mounts(r: Rendered, root: Path) -> dict[str, Path]:
             if secret is not None:
                 data = base64.b64decode(secret["data"][item["key"]])
             else:
-                data = f"placeholder for {source['secretName']}/{item['key']}\n".encode()
+                data = _placeholder(pki, source["secretName"], item["path"])
             (local / item["path"]).write_bytes(data)
     return mounts
 

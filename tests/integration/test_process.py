@@ -39,8 +39,8 @@ def test_sigterm_drains_everything_accepted_and_exits_0(sink: UdpAgentSink) -> N
 def test_send_test_trace_against_a_running_relay(sink: UdpAgentSink) -> None:
     relay = RelayProcess("--jaeger-agent", f"127.0.0.1:{sink.port}")
     result = subprocess.run([sys.executable, "-m", "relay", "send-test-trace", "--endpoint",
-                             f"127.0.0.1:{relay.otlp_port}"], capture_output=True, text=True, timeout=60,
-                            check=False)
+                             f"127.0.0.1:{relay.otlp_port}", "--admin-endpoint", f"127.0.0.1:{relay.admin_port}"],
+                            capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("OK: ")
     trace_id = re.search(r"trace ([0-9a-f]{32})", result.stdout)

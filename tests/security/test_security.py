@@ -198,7 +198,8 @@ def test_send_test_trace_with_tls_and_token(make_relay: RelayFactory, pki: Pki, 
                               exporter=exporter)
     base = [sys.executable, "-m", "relay", "send-test-trace", "--endpoint", f"127.0.0.1:{relay.otlp_port}",
             "--tls-ca-file", str(pki.ca), "--tls-cert-file", str(pki.client_cert),
-            "--tls-key-file", str(pki.client_key), "--timeout", "5"]
+            "--tls-key-file", str(pki.client_key), "--timeout", "5",
+            "--admin-endpoint", f"127.0.0.1:{relay.admin_port}"]
     ok = subprocess.run([*base, "--auth-token-file", str(token_file)], capture_output=True, text=True,
                         timeout=60, check=False)
     assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -30,7 +30,7 @@ def test_defaults_are_the_documented_ones() -> None:
 def test_every_flag_named_in_the_issue_exists_with_an_env_twin() -> None:
     assert set(ISSUE_FLAGS) <= set(FLAG_NAMES)
     assert env_name("queue-size") == "RELAY_QUEUE_SIZE"
-    assert load_config([], {"RELAY_QUEUE_SIZE": "77"}).queue_size == 77
+    assert load_config([], {"RELAY_QUEUE_SIZE": "777"}).queue_size == 777
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_every_flag_named_in_the_issue_exists_with_an_env_twin() -> None:
         ("jaeger-agent", "[::1]:6832", "jaeger_agent", HostPort("::1", 6832)),
         ("jaeger-collector", "http://jaeger:14268/api/traces", "jaeger_collector", "http://jaeger:14268/api/traces"),
         ("admin-endpoint", "127.0.0.1:9999", "admin_endpoint", HostPort("127.0.0.1", 9999)),
-        ("queue-size", "100", "queue_size", 100),
+        ("queue-size", "1000", "queue_size", 1000),
         ("max-batch-size", "50", "max_batch_size", 50),
         ("batch-timeout", "50ms", "batch_timeout", 0.05),
         ("retry-max-elapsed", "2m", "retry_max_elapsed", 120.0),
@@ -107,17 +107,66 @@ def test_bad_values_name_the_flag(argv: list[str], flag: str) -> None:
         load_config(argv, {})
 
 
-def test_bad_env_value_names_the_flag() -> None:
-    with pytest.raises(ConfigError, match=r"^--queue-size: "):
+def test_bad_env_value_names_the_variable_that_set_it() -> None:
+    with pytest.raises(ConfigError, match=r"^RELAY_QUEUE_SIZE: must be a number, got 'many'$"):
         load_config([], {"RELAY_QUEUE_SIZE": "many"})
-    with pytest.raises(ConfigError, match=r"^--jaeger-timeout: "):
+    with pytest.raises(ConfigError, match=r"^OTEL_EXPORTER_JAEGER_TIMEOUT: "):
         load_config([], {"OTEL_EXPORTER_JAEGER_TIMEOUT": "soon"})
+    with pytest.raises(ConfigError, match=r"^OTEL_EXPORTER_JAEGER_AGENT_HOST/OTEL_EXPORTER_JAEGER_AGENT_PORT: "):
+        load_config([], {"OTEL_EXPORTER_JAEGER_AGENT_PORT": "port"})
 
 
-def test_secret_values_never_appear_in_errors() -> None:
+COLLECTOR = ["--jaeger-collector", "http://j:14268/api/traces", "--jaeger-user", "u"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "source"),
+    [
+        # The password's own validation (a control character breaks the HTTP header).
+        ([*COLLECTOR, "--jaeger-password", "hunter2\n"], {}, "--jaeger-password"),
+        ([*COLLECTOR, "--jaeger-password=hunter2\x7f"], {}, "--jaeger-password"),
+        (COLLECTOR, {"RELAY_JAEGER_PASSWORD": "hunter2\tx"}, "RELAY_JAEGER_PASSWORD"),
+        (COLLECTOR, {"OTEL_EXPORTER_JAEGER_PASSWORD": "hunter2\r"}, "OTEL_EXPORTER_JAEGER_PASSWORD"),
+        # Mistyped or abbreviated flags: argparse would echo the whole unrecognized argv.
+        ([*COLLECTOR, "--jaeger-passwrd", "hunter2"], {}, "unknown flag --jaeger-passwrd"),
+        ([*COLLECTOR, "--jaeger-passwrd=hunter2"], {}, "unknown flag --jaeger-passwrd"),
+        ([*COLLECTOR, "--jaeger-pass=hunter2"], {}, "unknown flag --jaeger-pass"),
+        ([*COLLECTOR, "--jaeger-passw", "hunter2"], {}, "unknown flag --jaeger-passw"),
+        ([*COLLECTOR, "hunter2"], {}, "unexpected argument"),
+        ([*COLLECTOR, "--jaeger-password", "-hunter2"], {}, "argument --jaeger-password: expected one argument"),
+        # A password in a collector URL's userinfo.
+        (["--jaeger-collector", "ftp://u:hunter2@j:14268/api/traces"], {}, "--jaeger-collector"),
+    ],
+)
+def test_secret_values_never_appear_in_errors(argv: list[str], environ: dict[str, str], source: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(["--jaeger-password", "hunter2"], {})
-    assert "hunter2" not in str(info.value)
+        load_config(argv, environ)
+    message = str(info.value)
+    assert message.startswith(source), message  # the path that handles the secret was reached
+    assert "hunter2" not in message
+
+
+def test_a_mistyped_flag_suggests_the_right_one() -> None:
+    with pytest.raises(ConfigError, match=r"^unknown flag --jaeger-passwrd \(did you mean --jaeger-password\?\)$"):
+        load_config(["--jaeger-passwrd", "hunter2"], {})
+
+
+def test_jaeger_timeout_takes_a_unit_where_its_otel_twin_is_milliseconds() -> None:
+    assert load_config(["--jaeger-timeout", "10000ms"], {}).jaeger_timeout == 10.0
+    assert load_config(["--jaeger-timeout", "10s"], {}).jaeger_timeout == 10.0
+    assert load_config([], {"OTEL_EXPORTER_JAEGER_TIMEOUT": "10000"}).jaeger_timeout == 10.0
+    for argv, environ, source in ((["--jaeger-timeout", "10000"], {}, "--jaeger-timeout"),
+                                  ([], {"RELAY_JAEGER_TIMEOUT": "10"}, "RELAY_JAEGER_TIMEOUT")):
+        with pytest.raises(ConfigError, match=rf"^{source}: give a unit, e.g. 10s or 10000ms"):
+            load_config(argv, environ)
+
+
+def test_max_batch_size_above_queue_size_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^--max-batch-size: 101 must not exceed --queue-size \(100\)"):
+        load_config(["--queue-size", "100", "--max-batch-size", "101"], {})
+    assert load_config(["--queue-size", "100", "--max-batch-size", "100"], {}).max_batch_size == 100
+    with pytest.raises(ConfigError, match=r"^--max-batch-size: 512 must not exceed --queue-size \(100\)"):
+        load_config([], {"RELAY_QUEUE_SIZE": "100"})  # the default batch size names itself
 
 
 def test_durations() -> None:
