@@ -101,9 +101,9 @@ class Relay:
                         snapshot.queued, self.config.queue_dir)
         if self._log is not None and clean:
             self._log.close()
-        logger.info("shutdown complete: %d spans exported to Jaeger, %s dropped, %s refused, %s rejected",
-                    snapshot.exported, _in_words(snapshot.dropped), _in_words(snapshot.refused),
-                    _in_words(snapshot.rejected))
+        logger.info("shutdown complete: %d spans exported to Jaeger, %s, %s, %s",
+                    snapshot.exported, _in_words(snapshot.dropped, "dropped"),
+                    _in_words(snapshot.refused, "refused"), _in_words(snapshot.rejected, "rejected"))
         self._admin.stop()
         self._report = ShutdownReport(clean=clean, lost=lost, snapshot=snapshot)
         return self._report
@@ -187,8 +187,9 @@ def _bind_failure(endpoint: HostPort) -> str:
     return "gRPC could not bind it (GRPC_VERBOSITY=debug shows why)"
 
 
-def _in_words(counts: dict[str, int]) -> str:
-    """{'shutdown': 2, 'retry_exhausted': 3} -> '5 (3 retry exhausted, 2 shutdown)'; {} -> '0'."""
+def _in_words(counts: dict[str, int], what: str) -> str:
+    """{'shutdown': 2, 'retry_exhausted': 3}, 'dropped' -> '5 dropped (3 retry exhausted, 2 shutdown)';
+    {} -> '0 dropped'."""
     parts = [f"{count} {reason.replace('_', ' ')}" for reason, count in sorted(counts.items()) if count]
     total = sum(counts.values())
-    return f"{total} ({', '.join(parts)})" if parts else str(total)
+    return f"{total} {what} ({', '.join(parts)})" if parts else f"{total} {what}"
