@@ -46,7 +46,8 @@ def _handler_class(registry: CollectorRegistry, health: Health) -> type[BaseHTTP
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
                 self._reply(200, encoder(registry), content_type)
             elif path == "/healthz":
-                self._reply(200, b"ok\n")
+                alive, why = health.live()
+                self._reply(200 if alive else 503, f"{why}\n".encode())
             elif path == "/readyz":
                 ready, why = health.ready()
                 self._reply(200 if ready else 503, f"{why}\n".encode())

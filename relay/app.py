@@ -28,6 +28,15 @@ from relay.worker import RetryPolicy, Worker
 logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
+STALL_MARGIN = 30.0  # seconds beyond the longest legitimate send + retry wait
+
+
+def stall_timeout(config: Config, retry: RetryPolicy) -> float:
+    """--worker-stall-timeout, or by default: one send (--jaeger-timeout) plus the longest retry
+    wait plus a margin, so that a worker merely waiting on a slow Jaeger is never called stalled."""
+    if config.worker_stall_timeout is not None:
+        return config.worker_stall_timeout
+    return config.jaeger_timeout + retry.longest_delay + STALL_MARGIN
 
 
 class StartupError(RuntimeError):
@@ -48,15 +57,17 @@ class Relay:
         self.metrics = Metrics(registry or CollectorRegistry(), config.queue_size)
         self.queue = SpanQueue(config.queue_size)
         self.insights = BuildObserver(self.metrics.registry, builds_kept=config.builds_kept)
+        retry = retry or RetryPolicy(max_elapsed=config.retry_max_elapsed)
         self.worker = Worker(
             self.queue, exporter or build_exporter(config), self.metrics,
             max_batch_size=config.max_batch_size, batch_timeout=config.batch_timeout,
-            retry=retry or RetryPolicy(max_elapsed=config.retry_max_elapsed),
-            observers=[self.insights],
+            retry=retry, observers=[self.insights],
         )
-        self.health = Health(self.worker.is_alive)
+        self.health = Health(self.worker.is_alive, worker_idle_for=self.worker.idle_for,
+                             pending=lambda: self.queue.outstanding,
+                             stall_timeout=stall_timeout(config, retry))
         token = config.auth_token_file.read_bytes().strip() if config.auth_token_file else None
-        self.receiver = TraceReceiver(self.queue, self.metrics.ledger, token)
+        self.receiver = TraceReceiver(self.queue, self.metrics.ledger, token, accepting=self.health.accepting)
         self._server = self._grpc_server()
         self.otlp_port = self._bind(config)
         self._admin = self._admin_server(config.admin_endpoint)

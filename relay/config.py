@@ -66,6 +66,7 @@ class Config:
     tls_client_ca_file: Path | None = None
     auth_token_file: Path | None = None
     builds_kept: int = 100
+    worker_stall_timeout: float | None = None  # None: --jaeger-timeout + longest retry wait + margin
 
     @property
     def uses_collector(self) -> bool:
@@ -169,6 +170,9 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("tls-client-ca-file", _existing_file, "PEM CA bundle: require client certificates (mutual TLS)", "PATH"),
     _Flag("auth-token-file", _existing_file, "file holding the bearer token clients must send", "PATH"),
     _Flag("builds-kept", _positive_int, "BuildKit builds whose steps are kept in memory (default 100)", "N"),
+    _Flag("worker-stall-timeout", _positive_duration,
+          "exporter worker without progress this long while spans wait: unhealthy "
+          "(default --jaeger-timeout + 45s)", "DURATION"),
 )
 FLAG_NAMES = tuple(flag.name for flag in FLAGS)
 
@@ -265,5 +269,9 @@ def _check(config: Config) -> None:
         raise ConfigError("--tls-client-ca-file: mutual TLS needs --tls-cert-file and --tls-key-file")
     if config.retry_max_elapsed < 0:
         raise ConfigError("--retry-max-elapsed: must not be negative")
+    stall = config.worker_stall_timeout
+    if stall is not None and stall <= config.jaeger_timeout:
+        raise ConfigError(f"--worker-stall-timeout: must exceed --jaeger-timeout ({config.jaeger_timeout:g}s), "
+                          "the time one send may legitimately take")
     if config.otlp_grpc_endpoint == config.admin_endpoint and config.admin_endpoint.port != 0:
         raise ConfigError("--admin-endpoint: must differ from --otlp-grpc-endpoint")

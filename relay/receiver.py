@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -50,10 +50,14 @@ def _unavailable_status(message: str) -> grpc.Status:
 
 _QUEUE_FULL = _unavailable_status("trace-relay queue is full; retry later")
 _SHUTTING_DOWN = _unavailable_status("trace-relay is shutting down; retry later")
+_WORKER_UNAVAILABLE = _unavailable_status("trace-relay cannot export now (its exporter worker is stalled); "
+                                          "retry later")
 
 
 class TraceReceiver:
-    def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None) -> None:
+    def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None,
+                 accepting: Callable[[], bool] = lambda: True) -> None:
+        self._accepting = accepting  # False while the exporter worker is dead or stalled
         self._queue = queue
         self._ledger = ledger
         self._token = auth_token or None
@@ -78,7 +82,7 @@ class TraceReceiver:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"request has {count} spans, more than the relay's queue holds "
                           f"({self._queue.capacity}, --queue-size): send smaller batches")
-        if self.shutting_down or not self._queue.reserve(count):
+        if self.shutting_down or not self._accepting() or not self._queue.reserve(count):
             reason, status = self._refusal()
             self._ledger.request("UNAVAILABLE", refused=(reason, count))
             context.abort_with_status(status)
@@ -132,6 +136,8 @@ class TraceReceiver:
     def _refusal(self) -> tuple[str, grpc.Status]:
         if self.shutting_down or self._queue.closed:
             return "shutting_down", _SHUTTING_DOWN
+        if not self._accepting():
+            return "worker_unavailable", _WORKER_UNAVAILABLE
         return "queue_full", _QUEUE_FULL
 
 

@@ -175,3 +175,50 @@ def test_shutdown_does_not_wait_for_a_send_that_hangs() -> None:
     assert harness.worker.stop(0.1) is False  # returned while the send is still stuck
     assert exporter.entered.is_set() and not exporter.release.is_set()
     exporter.release.set()
+
+
+class FlakyQueue(SpanQueue):
+    """take() fails once, as a queue bug would: the loop must survive it."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        self.failures = 1
+
+    def take(self, max_spans: int, linger: float, wait: float) -> list[list[ReadableSpan]] | None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("queue bug")
+        return super().take(max_spans, linger, wait)
+
+
+def test_an_error_in_take_does_not_kill_the_worker() -> None:
+    exporter = RecordingExporter()
+    harness = Harness(exporter)
+    harness.worker.stop(5)
+    queue = FlakyQueue(100)
+    worker = Worker(queue, exporter, harness.metrics, max_batch_size=10, batch_timeout=0.01, retry=FAST)
+    worker.start()
+    assert queue.offer([spans(2, "svc")])
+    assert exporter.wait_for_spans(2)
+    assert worker.is_alive()
+    assert harness.value("trace_relay_worker_errors_total") == 1
+    assert worker.stop(5)
+
+
+class ResourcelessSpan(ReadableSpan):
+    @property
+    def resource(self) -> Resource:
+        raise RuntimeError("no resource")
+
+
+def test_spans_that_cannot_be_grouped_are_dropped_counted_and_settled() -> None:
+    exporter = RecordingExporter()
+    harness = Harness(exporter)
+    harness.offer([ResourcelessSpan(name="broken")])
+    assert harness.settled()
+    harness.offer(spans(1, "svc"))
+    assert exporter.wait_for_spans(1)
+    assert harness.worker.is_alive()
+    assert harness.value("trace_relay_dropped_spans_total", reason="export_error") == 1
+    assert harness.queue.outstanding == 0
+    harness.worker.stop(5)
