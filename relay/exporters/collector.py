@@ -9,14 +9,18 @@ The password is only ever placed in the ``Authorization`` header, never in any m
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
+import io
 import socket
 import struct
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from relay.deadline import Deadline, DeadlineReader
 from relay.exporters.base import Encoded, ExportError, Payload
 from relay.exporters.encode import chunk_spans, encode_spans
 from relay.exporters.jaeger_compat import encode_binary
@@ -43,6 +47,16 @@ def _basic_auth(username: str, password: str) -> str:
     return f"Basic {token}"
 
 
+class _DeadlineResponse(http.client.HTTPResponse):
+    """A reply read with every ``recv`` bounded by the request's deadline, so a collector that
+    trickles its answer cannot hold the worker (and shutdown) past ``--jaeger-timeout``."""
+
+    def __init__(self, sock: socket.socket, *args: Any, deadline: Deadline, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self.fp.close()  # the plain makefile() of the base class
+        self.fp = io.BufferedReader(DeadlineReader(sock, deadline))
+
+
 class JaegerCollectorExporter:
     """HTTP(S) to a Jaeger collector's ``/api/traces``. Called only from the worker thread."""
 
@@ -65,6 +79,7 @@ class JaegerCollectorExporter:
         if username is not None:
             self._headers["Authorization"] = _basic_auth(username, password or "")
         self._conn: http.client.HTTPConnection | None = None
+        self._deadline = Deadline()  # of the request in progress: connect, send and reply in all
 
     def __repr__(self) -> str:
         return f"JaegerCollectorExporter(host={self.host!r}, port={self.port}, path={self.path!r})"
@@ -84,9 +99,17 @@ class JaegerCollectorExporter:
         return result
 
     def _connection(self) -> http.client.HTTPConnection:
+        """The connection, its socket timeout set to what is left of the request's deadline (a
+        connect attempt and ``sendall`` are each bounded by it; the reply by the deadline itself)."""
+        remaining = self._deadline.remaining()
         if self._conn is None:
             cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            self._conn = cls(self.host, self.port, timeout=self.timeout)
+            self._conn = cls(self.host, self.port, timeout=remaining)
+            self._conn.response_class = functools.partial(  # type: ignore[assignment]
+                _DeadlineResponse, deadline=self._deadline)
+        self._conn.timeout = remaining
+        if self._conn.sock is not None:
+            self._conn.sock.settimeout(remaining)
         return self._conn
 
     def _post(self, body: bytes) -> http.client.HTTPResponse:
@@ -106,6 +129,7 @@ class JaegerCollectorExporter:
 
     def send(self, payload: Payload) -> None:
         where = f"{self.host}:{self.port}"
+        self._deadline.start(self.timeout)
         try:
             response = self._post(payload.data)
             response.read()
@@ -114,7 +138,7 @@ class JaegerCollectorExporter:
             raise ExportError("resolve", f"cannot resolve {self.host}: {exc.strerror}") from exc
         except TimeoutError as exc:
             self.close()
-            raise ExportError("timeout", f"no reply from {where} within {self.timeout}s") from exc
+            raise ExportError("timeout", f"no complete reply from {where} within {self.timeout:g}s") from exc
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise ExportError("connection", f"{where}: {type(exc).__name__}: {exc}") from exc
