@@ -74,7 +74,8 @@ class AdminServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which must be running
+            self._server.shutdown()
         self._server.server_close()
 
 

@@ -97,7 +97,8 @@ class Relay:
         for batch in self.queue.drain():  # only non-empty if the worker did not finish
             self.metrics.ledger.dropped("shutdown", len(batch))
         snapshot = self.metrics.ledger.snapshot()
-        lost = snapshot.dropped.get("shutdown", 0) + (snapshot.queued if not clean else 0)
+        # After a clean drain nothing is queued; spans a dead worker held are still counted here.
+        lost = snapshot.dropped.get("shutdown", 0) + snapshot.queued
         if lost:
             logger.warning("shutdown: %d accepted spans could not be sent to Jaeger", lost)
         logger.info("shutdown complete: exported %d spans, dropped %s, refused %s, rejected %s",

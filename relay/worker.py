@@ -135,6 +135,7 @@ class Worker:
             if batches is None:
                 return False
             if batches:
+                self._beat()  # spans just arrived to an idle worker: that is not a stall
                 self._process(batches)
         except Exception:  # the loop must not die
             logger.exception("unexpected error in the exporter worker loop")

@@ -167,8 +167,8 @@ class JaegerAgentExporter:
             self._address = address
 
     def send(self, payload: Payload) -> None:
-        sock = self._connected()
         try:
+            sock = self._connected()
             sock.send(payload.data)
             # On loopback (and often beyond) the ICMP answer is already back: check this datagram.
             pending = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)

@@ -116,3 +116,17 @@ def _sends(exporter: JaegerAgentExporter, payload: Any) -> bool:
     except ExportError:
         return False
     return True
+
+
+def test_a_connect_that_fails_is_a_retryable_export_error() -> None:
+    """An answer the socket cannot connect to (an IPv4 address filed as IPv6) is a counted,
+    retryable failure, not an exporter bug that drops the spans."""
+
+    def mislabelled(host: str, port: int, **_kwargs: Any) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET6, socket.SOCK_DGRAM, 17, "", ("127.0.0.1", port))]
+
+    exporter = JaegerAgentExporter("agent.example", 6831, lookup=mislabelled)
+    with pytest.raises(ExportError) as info:
+        exporter.send(exporter.encode([make_span(1)]).payloads[0])
+    assert (info.value.reason, info.value.retryable) == ("connection", True)
+    exporter.shutdown()

@@ -83,3 +83,4 @@ def test_a_dead_worker_is_unhealthy_and_refuses_export(make_relay: RelayFactory)
     assert http_status(relay.admin_port, "/healthz") == 503
     assert http_status(relay.admin_port, "/readyz") == 503
     _assert_refused_with_retry_info(relay.otlp_port)
+    assert relay.shutdown().lost == 1  # the span the worker held when it died is reported lost
