@@ -1,7 +1,7 @@
 """An absent Jaeger agent is noticed: a real closed UDP port on 127.0.0.1, then a real agent on it.
 
-Also the agent's DNS look-up: bounded in time, and a failed look-up keeps the last good address
-(a hand-written resolver stands in for DNS; the datagrams go to a real UDP sink)."""
+Also the DNS look-ups of the agent and the collector: bounded in time, and a failed look-up keeps
+the last good address (a hand-written resolver stands in for DNS; the spans go to real sinks)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ import pytest
 
 from relay.exporters.agent import JaegerAgentExporter
 from relay.exporters.base import ExportError
+from relay.exporters.collector import JaegerCollectorExporter
 from relay.testtrace import buildkit_trace
 from relay.worker import RetryPolicy
 from tests.conftest import RelayFactory
 from tests.integration.test_jaeger_exporters import make_span
-from tests.jaeger_sinks import UdpAgentSink
+from tests.jaeger_sinks import HttpCollectorSink, UdpAgentSink
 from tests.operator import scrape
 from tests.otlp import raw_export
 from tests.waiting import wait_until
@@ -31,6 +32,12 @@ PATIENT_RETRY = RetryPolicy(max_elapsed=60.0, initial=0.05, multiplier=1.5, max_
 @pytest.fixture
 def agent_sink() -> Iterator[UdpAgentSink]:
     with UdpAgentSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def collector_sink() -> Iterator[HttpCollectorSink]:
+    with HttpCollectorSink() as sink:
         yield sink
 
 
@@ -65,7 +72,7 @@ class FakeDns:
         self.returned = threading.Event()
         self._gate = gate
 
-    def __call__(self, host: str, port: int, **_kwargs: Any) -> list[tuple[Any, ...]]:
+    def __call__(self, host: str, port: int, **kwargs: Any) -> list[tuple[Any, ...]]:
         self.calls += 1
         if self._gate is not None:
             self._gate.wait(30)
@@ -73,7 +80,7 @@ class FakeDns:
         self.returned.set()
         if isinstance(answer, BaseException):
             raise answer
-        return [(socket.AF_INET, socket.SOCK_DGRAM, 17, "", answer)]
+        return [(socket.AF_INET, kwargs["type"], 0, "", answer)]
 
 
 def test_a_failed_look_up_keeps_the_last_good_address(agent_sink: UdpAgentSink) -> None:
@@ -129,4 +136,27 @@ def test_a_connect_that_fails_is_a_retryable_export_error() -> None:
     with pytest.raises(ExportError) as info:
         exporter.send(exporter.encode([make_span(1)]).payloads[0])
     assert (info.value.reason, info.value.retryable) == ("connection", True)
+    exporter.shutdown()
+
+
+def test_the_collector_look_up_is_bounded_and_keeps_the_last_good_address(
+        collector_sink: HttpCollectorSink) -> None:
+    """The collector's host is looked up by the same bounded resolver: a hung look-up costs one
+    --jaeger-timeout at most, and once answered the exporter connects to that address."""
+    gate = threading.Event()
+    dns = FakeDns(("127.0.0.1", collector_sink.port), gate=gate)
+    exporter = JaegerCollectorExporter(f"http://collector.example:{collector_sink.port}/api/traces",
+                                       timeout=0.3, lookup=dns)
+    payload = exporter.encode([make_span(1)]).payloads[0]
+    try:
+        with pytest.raises(ExportError) as info:
+            exporter.send(payload)
+        assert not dns.returned.is_set()
+        assert info.value.reason == "resolve"
+    finally:
+        gate.set()
+    assert dns.returned.wait(10)
+    assert wait_until(lambda: _sends(exporter, payload))
+    assert collector_sink.wait_for_spans(1, timeout=10)
+    assert collector_sink.requests[-1].headers["host"] == f"collector.example:{collector_sink.port}"
     exporter.shutdown()
