@@ -139,7 +139,7 @@ def test_a_connect_that_fails_is_a_retryable_export_error() -> None:
     exporter.shutdown()
 
 
-def test_the_collector_look_up_is_bounded_and_keeps_the_last_good_address(
+def test_the_collector_look_up_is_bounded(
         collector_sink: HttpCollectorSink) -> None:
     """The collector's host is looked up by the same bounded resolver: a hung look-up costs one
     --jaeger-timeout at most, and once answered the exporter connects to that address."""
