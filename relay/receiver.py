@@ -50,7 +50,7 @@ def _unavailable_status(message: str) -> grpc.Status:
 
 _QUEUE_FULL = _unavailable_status("trace-relay queue is full; retry later")
 _SHUTTING_DOWN = _unavailable_status("trace-relay is shutting down; retry later")
-_WORKER_UNAVAILABLE = _unavailable_status("trace-relay cannot export now (its exporter worker is stalled); "
+_WORKER_UNAVAILABLE = _unavailable_status("trace-relay cannot export now (its exporter worker is stalled or stopped); "
                                           "retry later")
 
 
