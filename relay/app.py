@@ -32,6 +32,15 @@ from relay.worker import RetryPolicy, Worker
 logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
+STALL_MARGIN = 30.0  # seconds beyond the longest legitimate send + retry wait
+
+
+def stall_timeout(config: Config, retry: RetryPolicy) -> float:
+    """--worker-stall-timeout, or by default: one send (--jaeger-timeout) plus the longest retry
+    wait plus a margin, so that a worker merely waiting on a slow Jaeger is never called stalled."""
+    if config.worker_stall_timeout is not None:
+        return config.worker_stall_timeout
+    return config.jaeger_timeout + retry.longest_delay + STALL_MARGIN
 
 
 class StartupError(RuntimeError):
@@ -54,14 +63,17 @@ class Relay:
                                max_bytes=config.queue_max_mib * MIB, log=self._disk_log(config))
         self.metrics.watch_queue(self.queue.stats, self.queue.max_bytes, durable=self.queue.durable)
         self.insights = BuildObserver(self.metrics.registry, builds_kept=config.builds_kept)
+        retry = retry or RetryPolicy(max_elapsed=config.retry_max_elapsed)
         self.worker = Worker(
             self.queue, exporter or build_exporter(config), self.metrics,
             max_batch_size=config.max_batch_size, batch_timeout=config.batch_timeout,
-            retry=retry or RetryPolicy(max_elapsed=config.retry_max_elapsed),
-            observers=[self.insights],
+            retry=retry, observers=[self.insights],
         )
-        self.health = Health(self.worker.is_alive)
-        self.receiver = TraceReceiver(self.queue, self.metrics.ledger, config.auth_token)
+        self.health = Health(self.worker.is_alive, worker_idle_for=self.worker.idle_for,
+                             pending=lambda: self.queue.held,
+                             stall_timeout=stall_timeout(config, retry))
+        self.receiver = TraceReceiver(self.queue, self.metrics.ledger, config.auth_token,
+                                      accepting=self.health.accepting)
         self._server = self._grpc_server()
         self.otlp_port = self._bind(config)
         self._admin = self._admin_server(config.admin_endpoint)
@@ -92,7 +104,7 @@ class Relay:
         self.queue.drain()  # in memory, what the worker could not send by the deadline is lost
         snapshot = self.metrics.ledger.snapshot()
         # In memory, spans still held after the drain are in the hands of a worker that did not
-        # finish: lost too. On disk they stay for the next start.
+        # finish (or died): lost too. On disk they stay for the next start.
         lost = snapshot.dropped.get("shutdown", 0) + (0 if self.queue.durable else snapshot.queued)
         if lost:
             logger.warning("shutdown: %d accepted spans could not be sent to Jaeger", lost)

@@ -77,6 +77,7 @@ class Config:
     tls_client_ca_file: Path | None = None
     auth_token_file: Path | None = None
     builds_kept: int = 100
+    worker_stall_timeout: float | None = None  # None: --jaeger-timeout + longest retry wait + margin
     # The content of the files above, read once by load_config.
     tls: TlsMaterial | None = None
     auth_token: bytes | None = field(default=None, repr=False)
@@ -216,6 +217,9 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("tls-client-ca-file", _path, "PEM CA bundle: require client certificates (mutual TLS)", "PATH"),
     _Flag("auth-token-file", _path, "file holding the bearer token clients must send", "PATH"),
     _Flag("builds-kept", _positive_int, "BuildKit builds whose steps are kept in memory (default 100)", "N"),
+    _Flag("worker-stall-timeout", _positive_duration,
+          "exporter worker without progress this long while spans wait: unhealthy "
+          "(default --jaeger-timeout + 45s)", "DURATION"),
 )
 FLAG_NAMES = tuple(flag.name for flag in FLAGS)
 
@@ -388,5 +392,9 @@ def _check(config: Config) -> None:
     if config.max_batch_size > config.queue_size:
         raise ConfigError(f"--max-batch-size: {config.max_batch_size} must not exceed --queue-size "
                           f"({config.queue_size}): a batch that size could never fill; lower --max-batch-size too")
+    stall = config.worker_stall_timeout
+    if stall is not None and stall <= config.jaeger_timeout:
+        raise ConfigError(f"--worker-stall-timeout: must exceed --jaeger-timeout ({config.jaeger_timeout:g}s), "
+                          "the time one send may legitimately take")
     if config.otlp_grpc_endpoint == config.admin_endpoint and config.admin_endpoint.port != 0:
         raise ConfigError("--admin-endpoint: must differ from --otlp-grpc-endpoint")

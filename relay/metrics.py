@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -134,7 +135,7 @@ class _LedgerCollector(Collector):
         yield _counter("receiver_received_spans", "Spans received in Export requests.", snap.received)
         yield _counter("receiver_accepted_spans", "Spans accepted and queued for export.", snap.accepted)
         yield _labelled("receiver_refused_spans", "Spans refused with UNAVAILABLE (client retries).",
-                        "reason", snap.refused, ("queue_full", "shutting_down", "disk_full"))
+                        "reason", snap.refused, ("queue_full", "shutting_down", "disk_full", "worker_unavailable"))
         yield _labelled("receiver_rejected_spans", "Invalid spans rejected via partial_success.",
                         "reason", snap.rejected, ())
         yield _labelled("receiver_requests", "Export requests by gRPC status code.",
@@ -219,6 +220,10 @@ class Metrics:
             f"{PREFIX}_exporter_send_duration_seconds", "Duration of one send attempt to Jaeger.",
             registry=registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.worker_errors = PromCounter(
+            f"{PREFIX}_worker_errors", "Unexpected errors caught by the exporter worker loop.",
+            registry=registry,
         )
         self.batch_size = Histogram(
             f"{PREFIX}_exporter_batch_spans", "Spans handed to the exporter in one batch.",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -54,10 +54,14 @@ _QUEUE_FULL = _unavailable_status("trace-relay queue is full; retry later")
 _SHUTTING_DOWN = _unavailable_status("trace-relay is shutting down; retry later")
 _DISK_FULL = _unavailable_status("trace-relay's disk queue is out of space; retry later")
 _DISK_ERROR = _unavailable_status("trace-relay could not write its disk queue; retry later")
+_WORKER_UNAVAILABLE = _unavailable_status("trace-relay cannot export now (its exporter worker is stalled or stopped); "
+                                          "retry later")
 
 
 class TraceReceiver:
-    def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None) -> None:
+    def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None,
+                 accepting: Callable[[], bool] = lambda: True) -> None:
+        self._accepting = accepting  # False while the exporter worker is dead or stalled
         self._queue = queue
         self._ledger = ledger
         self._token = auth_token or None
@@ -83,7 +87,8 @@ class TraceReceiver:
                           f"request has {count} spans in {len(data)} bytes, more than the relay's queue "
                           f"holds ({self._queue.capacity} spans, --queue-size; {self._queue.max_bytes} bytes, "
                           f"--queue-max-mib): send smaller batches")
-        reservation = None if self.shutting_down else self._queue.reserve(count, len(data))
+        reservation = None if self.shutting_down or not self._accepting() \
+            else self._queue.reserve(count, len(data))
         if reservation is None:
             reason, status = self._refusal("queue_full")
             self._ledger.request("UNAVAILABLE", refused=(reason, count))
@@ -139,6 +144,8 @@ class TraceReceiver:
     def _refusal(self, reason: str) -> tuple[str, grpc.Status]:
         if self.shutting_down or self._queue.closed or reason == "shutting_down":
             return "shutting_down", _SHUTTING_DOWN
+        if not self._accepting():
+            return "worker_unavailable", _WORKER_UNAVAILABLE
         if reason in ("disk_full", "disk_error"):
             return reason, _DISK_FULL if reason == "disk_full" else _DISK_ERROR
         return "queue_full", _QUEUE_FULL

@@ -283,6 +283,12 @@ class SpanQueue:
             return self._closed
 
     @property
+    def held(self) -> int:
+        """Spans accepted and not yet exported or dropped (queued, or in the worker's hands)."""
+        with self._cond:
+            return self._held_locked()
+
+    @property
     def durable(self) -> bool:
         return self._log is not None
 

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 THREAD_NAME = "trace-relay-exporter"
 ABORT_GRACE = 1.0  # seconds past the shutdown deadline for the worker to notice the abort
+LOOP_ERROR_PAUSE = 1.0  # seconds the loop rests after an unexpected error, so a bug cannot spin
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ class RetryPolicy:
     def forever(self) -> bool:
         """``--retry-max-elapsed 0``: retry until Jaeger takes it (the Collector's convention)."""
         return self.max_elapsed == 0
+
+    @property
+    def longest_delay(self) -> float:
+        """The longest wait between two attempts."""
+        return self.max_interval * (1 + self.jitter)
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         base = min(self.initial * self.multiplier**attempt, self.max_interval)
@@ -85,6 +91,7 @@ class Worker:
         self._abort = threading.Event()
         self._deadline = float("inf")
         self._log = _RateLimitedLog()
+        self._progress = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
 
     def start(self) -> None:
@@ -92,6 +99,13 @@ class Worker:
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()
+
+    def idle_for(self) -> float:
+        """Seconds since the worker last made progress (a loop turn, a send attempt, a retry)."""
+        return time.monotonic() - self._progress
+
+    def _beat(self) -> None:
+        self._progress = time.monotonic()  # one float store: safe to read from any thread
 
     def stop(self, timeout: float) -> bool:
         """Close the queue and let the worker drain for up to ``timeout`` seconds.
@@ -113,18 +127,37 @@ class Worker:
 
     def _run(self) -> None:
         try:
-            while True:
-                batches = self._queue.take(self._max_batch_size, self._batch_timeout, wait=1.0)
-                if batches is None:
-                    break
-                if batches:
-                    self._process(batches)
+            while self._turn():
+                pass
         finally:
             self._shutdown_exporter()
 
+    def _turn(self) -> bool:
+        """One guarded loop turn; False once the queue is closed and drained."""
+        self._beat()
+        try:
+            take = self._queue.take(self._max_batch_size, self._batch_timeout, wait=1.0)
+            if take is None:
+                return False
+            if take:
+                self._beat()  # spans just arrived to an idle worker: that is not a stall
+                self._process(take)
+        except Exception:  # the loop must not die
+            logger.exception("unexpected error in the exporter worker loop")
+            self._metrics.worker_errors.inc()
+            if self._abort.wait(LOOP_ERROR_PAUSE):
+                return False
+        return True
+
     def _process(self, take: Take) -> None:
         try:
-            for spans in _group_by_resource(take.batches):
+            try:
+                groups = _group_by_resource(take.batches)
+            except Exception:  # the loop must not die, and the spans are counted
+                logger.exception("could not group %d spans by resource; dropped", take.spans)
+                self._queue.dropped("export_error", take.spans)
+                return
+            for spans in groups:
                 try:
                     if self._abort.is_set():
                         self._queue.dropped("shutdown", len(spans))
@@ -177,11 +210,13 @@ class Worker:
             self._log.warning(f"retry-{error.reason}", "export failed (%s); retrying in %.1fs",
                               error, delay)
             attempt += 1
+            self._beat()
             if self._abort.wait(delay):
                 self._queue.dropped("shutdown", payload.span_count)
                 return
 
     def _send_once(self, payload: Payload) -> ExportError | None:
+        self._beat()
         begin = time.perf_counter()
         try:
             self._exporter.send(payload)
@@ -192,6 +227,7 @@ class Worker:
             return ExportError("unexpected", repr(exc), retryable=False)
         finally:
             self._metrics.send_duration.observe(time.perf_counter() - begin)
+            self._beat()
         return None
 
     def _give_up_reason(self, error: ExportError, next_try: float, give_up_at: float) -> str | None:

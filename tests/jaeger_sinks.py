@@ -75,11 +75,11 @@ class _Recorder:
 class UdpAgentSink(_Recorder):
     """A Jaeger agent: compact-protocol ``Agent.emitBatch`` datagrams on 127.0.0.1:<port>."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         super().__init__()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind(("127.0.0.1", port))
         self.port: int = self._sock.getsockname()[1]
         self.host = "127.0.0.1"
         self.datagrams: list[bytes] = []

@@ -8,20 +8,21 @@ the same Batch (see ``jaeger_compat.emit_batch_message``), built without its sha
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
-import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from opentelemetry.sdk.trace import ReadableSpan
 
 from relay.exporters.base import Encoded, ExportError, Payload
 from relay.exporters.encode import chunk_spans, encode_spans
 from relay.exporters.jaeger_compat import EMIT_BATCH_HEADER, encode_compact
+from relay.exporters.resolve import INTERVAL, TIMEOUT, Lookup, Resolver
 from relay.exporters.translate import process_from_resource
 
 UDP_PACKET_MAX_LENGTH = 65000
-RESOLVE_INTERVAL = 30.0  # seconds between DNS look-ups of the agent host
 
 # emitBatch_args { 1: Batch { 1: Process ...; 2: list<Span> ... } }: compact field headers.
 _ARGS_BATCH_FIELD = b"\x1c"  # field delta 1, type STRUCT
@@ -59,17 +60,26 @@ def _add(dropped: dict[str, int], reason: str, count: int) -> None:
 
 
 class JaegerAgentExporter:
-    """UDP to a Jaeger agent. Called only from the worker thread."""
+    """UDP to a Jaeger agent. Called only from the worker thread.
+
+    The socket is *connected*, so an ICMP port unreachable (no agent listening) surfaces as
+    ECONNREFUSED on the send that caused it (checked at once with SO_ERROR) or on the next one:
+    it is counted as ``connection_refused`` and retried instead of counting lost spans as sent.
+    The host is looked up in the background (:class:`Resolver`), again every ``resolve_interval``
+    seconds and after a failed send; a failed look-up keeps the last good address."""
 
     name = "jaeger_agent"
 
-    def __init__(self, host: str, port: int, max_packet_size: int = UDP_PACKET_MAX_LENGTH) -> None:
+    def __init__(self, host: str, port: int, max_packet_size: int = UDP_PACKET_MAX_LENGTH, *,
+                 resolve_interval: float = INTERVAL, resolve_timeout: float = TIMEOUT,
+                 lookup: Lookup | None = None) -> None:
         self.host = host
         self.port = port
         self.max_packet_size = max_packet_size
+        self._resolver = Resolver(host, port, socket.SOCK_DGRAM, lookup=lookup, interval=resolve_interval,
+                                  timeout=resolve_timeout)
         self._socket: socket.socket | None = None
         self._address: tuple[Any, ...] | None = None
-        self._resolved_at = 0.0
 
     def encode(self, spans: Sequence[ReadableSpan]) -> Encoded:
         result = Encoded()
@@ -89,31 +99,38 @@ class JaegerAgentExporter:
             result.payloads.append(Payload(emit_batch_datagram(process, chunk), len(chunk)))
         return result
 
-    def _resolve(self) -> tuple[Any, ...]:
-        now = time.monotonic()
-        if self._address is not None and now - self._resolved_at < RESOLVE_INTERVAL:
-            return self._address
-        try:
-            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise ExportError("resolve", f"cannot resolve {self.host}: {exc}") from exc
+    def _connected(self) -> socket.socket:
+        """The socket, connected to the agent's current address."""
+        infos = self._resolver.addresses()
         # IPv4 first, as the stock AgentClientUDP (AF_INET only) and Jaeger agents listening on
         # 0.0.0.0 expect, so that "localhost" never lands on an unbound ::1; IPv6 when only IPv6.
         family, _type, _proto, _name, address = min(infos, key=lambda info: info[0] != socket.AF_INET)
         if self._socket is None or self._socket.family != family:
             self._close_socket()
             self._socket = socket.socket(family, socket.SOCK_DGRAM)
-        self._address, self._resolved_at = address, now
-        return address
+            self._address = None
+        if address != self._address:
+            self._socket.connect(address)
+            self._address = address
+        return self._socket
 
     def send(self, payload: Payload) -> None:
-        address = self._resolve()
-        assert self._socket is not None  # set by _resolve  # noqa: S101
         try:
-            self._socket.sendto(payload.data, address)
+            sock = self._connected()
+            sock.send(payload.data)
+            # On loopback (and often beyond) the ICMP answer is already back: check this datagram.
+            pending = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         except OSError as exc:
-            self._address = None  # look the host up again next time
-            raise ExportError("connection", f"UDP send to {self.host}:{self.port}: {exc}") from exc
+            self._failed(exc.errno or 0, str(exc))
+        if pending:
+            self._failed(pending, os.strerror(pending))
+
+    def _failed(self, code: int, detail: str) -> NoReturn:
+        self._resolver.stale()  # look the host up again (in the background)
+        where = f"UDP send to {self.host}:{self.port}"
+        if code == errno.ECONNREFUSED:
+            raise ExportError("connection_refused", f"{where}: no Jaeger agent listening ({detail})")
+        raise ExportError("connection", f"{where}: {detail}")
 
     def _close_socket(self) -> None:
         if self._socket is not None:

@@ -109,3 +109,86 @@ class SilentListener:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TricklingCollector:
+    """Reads each request whole, then answers one byte every ``interval`` seconds: a valid, complete
+    ``202`` reply that takes ``len(REPLY) * interval`` seconds to arrive. A per-operation socket
+    timeout never fires on it; only a deadline for the whole request does."""
+
+    REPLY = b"HTTP/1.0 202 OK\r\n\r\n"  # no Content-Length: the body ends when the connection closes
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._closing = threading.Event()
+        self._cond = threading.Condition()
+        self.requests = 0
+        self.replies_finished = 0
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.1)
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/api/traces"
+        self._thread = threading.Thread(target=self._accept, name="trickling-collector", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._closing.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            try:
+                _read_request(conn)
+                with self._cond:
+                    self.requests += 1
+                    self._cond.notify_all()
+                for byte in self.REPLY:
+                    if self._closing.wait(self.interval):
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                return  # the client gave up and closed
+            with self._cond:
+                self.replies_finished += 1
+
+    def wait_for_requests(self, n: int, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.requests >= n, timeout)
+
+    def close(self) -> None:
+        self._closing.set()
+        self._sock.close()
+        self._thread.join(5)
+
+    def __enter__(self) -> TricklingCollector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _read_request(conn: socket.socket) -> None:
+    """Headers, then Content-Length bytes of body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionResetError
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionResetError
+        body += chunk

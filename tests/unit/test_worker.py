@@ -9,8 +9,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from prometheus_client import CollectorRegistry
 
 from relay.exporters.base import Encoded, ExportError, Payload
-from relay.metrics import Metrics
-from relay.spanqueue import SpanQueue
+from relay.metrics import Ledger, Metrics
+from relay.spanqueue import SpanQueue, Take
 from relay.worker import THREAD_NAME, RetryPolicy, Worker
 from tests.fakes import GatedExporter, RecordingExporter
 from tests.queueing import offer
@@ -190,3 +190,52 @@ def test_shutdown_does_not_wait_for_a_send_that_hangs() -> None:
     assert harness.worker.stop(0.1) is False  # returned while the send is still stuck
     assert exporter.entered.is_set() and not exporter.release.is_set()
     exporter.release.set()
+
+
+class FlakyQueue(SpanQueue):
+    """take() fails once, as a queue bug would: the loop must survive it."""
+
+    def __init__(self, ledger: Ledger, capacity: int) -> None:
+        super().__init__(ledger, max_spans=capacity, max_bytes=10**9)
+        self.failures = 1
+
+    def take(self, max_spans: int, linger: float, wait: float) -> Take | None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("queue bug")
+        return super().take(max_spans, linger, wait)
+
+
+def test_an_error_in_take_does_not_kill_the_worker() -> None:
+    exporter = RecordingExporter()
+    harness = Harness(exporter)
+    harness.worker.stop(5)
+    metrics = Metrics(CollectorRegistry(), 100)
+    queue = FlakyQueue(metrics.ledger, 100)
+    worker = Worker(queue, exporter, metrics, max_batch_size=10, batch_timeout=0.01, retry=FAST)
+    worker.start()
+    assert offer(queue, spans(2, "svc"))
+    assert exporter.wait_for_spans(2)
+    assert worker.is_alive()
+    assert metrics.registry.get_sample_value("trace_relay_worker_errors_total") == 1
+    assert worker.stop(5)
+
+
+class ResourcelessSpan(ReadableSpan):
+    @property
+    def resource(self) -> Resource:
+        raise RuntimeError("no resource")
+
+
+def test_spans_that_cannot_be_grouped_are_dropped_counted_and_settled() -> None:
+    exporter = RecordingExporter()
+    harness = Harness(exporter)
+    harness.offer([ResourcelessSpan(name="broken")])
+    assert harness.settled()
+    harness.offer(spans(1, "svc"))
+    assert exporter.wait_for_spans(1)
+    assert harness.worker.is_alive()
+    assert harness.value("trace_relay_dropped_spans_total", reason="export_error") == 1
+    assert harness.queue.held == 0
+    assert harness.queue.reserve(1000, 0) is not None  # all the room is back
+    harness.worker.stop(5)
