@@ -66,6 +66,7 @@ class Config:
     tls_client_ca_file: Path | None = None
     auth_token_file: Path | None = None
     builds_kept: int = 100
+    jaeger_ui_url: str | None = None
 
     @property
     def uses_collector(self) -> bool:
@@ -121,6 +122,16 @@ def _collector_url(text: str) -> str:
     return text.strip()
 
 
+def _ui_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL such as http://jaeger:16686, got {text!r}")
+    if parts.username is not None or parts.password is not None:
+        # The page shows the link to every reader; a user:password@ would be published with it.
+        raise ValueError("must not contain a user name or password (the /builds page shows it)")
+    return text.strip().rstrip("/")
+
+
 def _log_level(text: str) -> str:
     level = text.strip().lower()
     if level not in LOG_LEVELS:
@@ -168,7 +179,9 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("tls-key-file", _existing_file, "PEM private key for --tls-cert-file", "PATH"),
     _Flag("tls-client-ca-file", _existing_file, "PEM CA bundle: require client certificates (mutual TLS)", "PATH"),
     _Flag("auth-token-file", _existing_file, "file holding the bearer token clients must send", "PATH"),
-    _Flag("builds-kept", _positive_int, "BuildKit builds whose steps are kept in memory (default 100)", "N"),
+    _Flag("builds-kept", _positive_int, "BuildKit builds kept for /builds and /api/builds (default 100)", "N"),
+    _Flag("jaeger-ui-url", _ui_url, "Jaeger UI base URL: /builds links each trace to <URL>/trace/<id> "
+          "(default unset: no links)", "URL"),
 )
 FLAG_NAMES = tuple(flag.name for flag in FLAGS)
 

@@ -14,6 +14,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 SOLVE = "moby.buildkit.v1.Control/Solve"
 CACHE_REQUEST = "cache request: "
 LOAD_CACHE = "load cache: "
+EXPORTING = "exporting "  # BuildKit's exporter spans ("exporting to image"): no `vertex`, not steps
+MAX_NAME = 300  # characters of a step name kept for the report (RUN command lines can be long)
 _INSTRUCTION = re.compile(r"^\[(?:[^\]]+ )?\d+/\d+\] ([A-Za-z]+)")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # The Dockerfile instructions: a word outside this set is `other`, so labels stay bounded.
@@ -36,6 +38,15 @@ class Build:
 
 
 @dataclass(frozen=True)
+class Export:
+    """An exporter span: not a step (no metric counts it), only the report's `export` time."""
+
+    trace_id: str
+    start_ns: int
+    end_ns: int
+
+
+@dataclass(frozen=True)
 class Step:
     trace_id: str
     name: str  # for the report page only; never a metric label
@@ -46,20 +57,23 @@ class Step:
     end_ns: int
 
 
-def classify(span: ReadableSpan) -> Build | Step | None:
-    """A Build for the daemon's server Solve span, a Step for a vertex span, else None."""
+def classify(span: ReadableSpan) -> Build | Step | Export | None:
+    """A Build for the daemon's server Solve span, a Step for a vertex span, an Export for an
+    `exporting ...` span without `vertex`, else None."""
     if span.context is None or span.start_time is None or span.end_time is None:
         return None
     trace_id = f"{span.context.trace_id:032x}"
     if span.name == SOLVE and span.kind == SpanKind.SERVER:
         return Build(trace_id, build_failed(span), span.start_time, span.end_time)
     attributes = span.attributes or {}
-    if "vertex" not in attributes or span.name.startswith(CACHE_REQUEST):
+    if "vertex" not in attributes:
+        return Export(trace_id, span.start_time, span.end_time) if span.name.startswith(EXPORTING) else None
+    if span.name.startswith(CACHE_REQUEST):
         return None
     cached = span.name.startswith(LOAD_CACHE)
     name = span.name[len(LOAD_CACHE):] if cached else span.name
     failed = span.status.status_code == StatusCode.ERROR
-    return Step(trace_id, name, instruction(name), cached, failed, span.start_time, span.end_time)
+    return Step(trace_id, name[:MAX_NAME], instruction(name), cached, failed, span.start_time, span.end_time)
 
 
 def build_failed(span: ReadableSpan) -> bool:

@@ -1,11 +1,22 @@
 """The build observer: the worker hands it each batch; it updates the metrics and keeps bounded
-per-build state for the report.
+per-build state for the report (relay/insights/report.py).
 
-A build is *complete* when its server Solve span arrives (BuildKit ends Solve after its steps).
-A step that arrives later still joins its build while that build is kept; a step whose trace has
-no kept build waits in a bounded pending set (the oldest pending trace is forgotten first), so a
-Solve span that never comes costs at most ``max_pending`` traces. At most ``builds_kept`` builds
-and ``max_steps`` step records per trace are kept; counts stay exact past that bound.
+When a build is complete: when its server Solve span arrives. BuildKit ends Solve after its
+steps, and buildkitd's batch processor sends a build's spans together, so by then the steps are
+usually in; a build is listed from that moment. A *late* step (or exporter span) of a kept build
+still joins it: the report is computed when it is read, so the build's figures simply grow.
+Several Solve spans in one trace (a bake of several targets) make one build spanning them all.
+
+Bounds: at most ``builds_kept`` complete builds (the oldest completed is forgotten first); steps
+whose trace has no Solve yet wait in at most ``max_pending`` pending traces (the oldest pending
+trace is forgotten first), so a Solve that never comes costs a bounded amount; at most
+``max_steps`` step records (and as many exporter spans) per trace, names cut to ``MAX_NAME``
+characters. The executed/cached counts stay exact past ``max_steps``; the slowest steps and the
+time by kind are then computed over the first ``max_steps`` steps. The metrics count every span.
+
+Threads: the worker thread calls the observer; the admin server's threads call ``records()``.
+Every access to the kept state holds ``_lock``; ``records()`` copies into frozen records, so
+the report never reads a list the worker is appending to.
 """
 
 from __future__ import annotations
@@ -18,10 +29,21 @@ from dataclasses import dataclass, field
 from opentelemetry.sdk.trace import ReadableSpan
 from prometheus_client import CollectorRegistry
 
-from relay.insights.classify import Build, Step, classify
+from relay.insights.classify import Build, Export, Step, classify
 from relay.insights.metrics import BuildMetrics
 
 MAX_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class Record:
+    """One complete build as the report reads it: an immutable copy of the kept state."""
+
+    build: Build
+    steps: tuple[Step, ...]
+    exports: tuple[Export, ...]
+    executed: int
+    cached: int
 
 
 @dataclass
@@ -29,16 +51,24 @@ class TraceState:
     trace_id: str
     build: Build | None = None
     steps: list[Step] = field(default_factory=list)
+    exports: list[Export] = field(default_factory=list)
     executed: int = 0
     cached: int = 0
 
-    def add(self, step: Step, max_steps: int) -> None:
-        if step.cached:
+    def add(self, item: Step | Export, max_steps: int) -> None:
+        if isinstance(item, Export):
+            if len(self.exports) < max_steps:
+                self.exports.append(item)
+            return
+        if item.cached:
             self.cached += 1
         else:
             self.executed += 1
         if len(self.steps) < max_steps:
-            self.steps.append(step)
+            self.steps.append(item)
+
+    def record(self, build: Build) -> Record:
+        return Record(build, tuple(self.steps), tuple(self.exports), self.executed, self.cached)
 
 
 class BuildObserver:
@@ -61,12 +91,14 @@ class BuildObserver:
             elif isinstance(item, Step):
                 self.metrics.step(item)
                 self._add_step(item)
+            elif isinstance(item, Export):
+                self._add_step(item)
 
-    def builds(self) -> list[TraceState]:
-        """Complete builds, most recent (latest start) first."""
+    def records(self) -> list[Record]:
+        """Complete builds, most recent (latest start) first; safe from any thread."""
         with self._lock:
-            states = list(self._builds.values())
-        return sorted(states, key=lambda s: s.build.start_ns if s.build else 0, reverse=True)
+            records = [state.record(state.build) for state in self._builds.values() if state.build]
+        return sorted(records, key=lambda r: r.build.start_ns, reverse=True)
 
     def sizes(self) -> tuple[int, int]:
         with self._lock:
@@ -81,14 +113,14 @@ class BuildObserver:
             while len(self._builds) > self._builds_kept:
                 self._builds.popitem(last=False)
 
-    def _add_step(self, step: Step) -> None:
+    def _add_step(self, item: Step | Export) -> None:
         with self._lock:
-            state = self._builds.get(step.trace_id)
+            state = self._builds.get(item.trace_id)
             if state is None:
-                state = self._pending.setdefault(step.trace_id, TraceState(step.trace_id))
+                state = self._pending.setdefault(item.trace_id, TraceState(item.trace_id))
                 while len(self._pending) > self._max_pending:
                     self._pending.popitem(last=False)
-            state.add(step, self._max_steps)
+            state.add(item, self._max_steps)
 
 
 def _merge(old: Build | None, new: Build) -> Build:
