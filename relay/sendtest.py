@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 
 from relay.convert import request_span_count
-from relay.testtrace import buildkit_trace
+from relay.testtrace import buildkit_build
 
 COMMAND = "send-test-trace"
 
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     del environ  # everything comes from flags
     args = _parser().parse_args(list(argv))
-    request = buildkit_trace(random.Random(), time.time_ns()  # noqa: S311 - ids, not secrets
+    request = buildkit_build(random.Random(), time.time_ns()  # noqa: S311 - ids, not secrets
                             , steps=max(1, args.steps))
     trace_id = request.resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
     count = request_span_count(request)

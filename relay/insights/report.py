@@ -119,7 +119,8 @@ section{border:1px solid #ccc;border-radius:6px;padding:.8em 1em;margin:1em 0}
 .failure{border-left:6px solid #c62828} .success{border-left:6px solid #2e7d32}
 .status{font-weight:bold;text-transform:uppercase} .failure .status{color:#c62828}
 .success .status{color:#2e7d32} table{border-collapse:collapse;margin:.4em 0}
-td,th{padding:.15em .6em;text-align:left;vertical-align:top} td.n{text-align:right;white-space:nowrap}
+td,th{padding:.15em .6em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+td.n{text-align:right;white-space:nowrap}
 .bar{display:inline-block;height:.8em;background:#5c6bc0;vertical-align:middle}
 .muted{color:#666}
 """
@@ -170,7 +171,7 @@ def builds_html(records: Sequence[Record], jaeger_ui_url: str | None) -> str:
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>trace-relay: builds</title><style>{_STYLE}</style></head><body>"
-        f"<h1>BuildKit builds</h1><p class=\"muted\">{len(builds)} most recent builds seen by this relay, "
-        "newest first (JSON: <a href=\"/api/builds\">/api/builds</a>).</p>"
+        f"<h1>BuildKit builds</h1><p class=\"muted\">The {len(builds)} most recent build(s) this relay has "
+        "seen, newest first (JSON: <a href=\"/api/builds\">/api/builds</a>).</p>"
         f"{body}</body></html>\n"
     )
