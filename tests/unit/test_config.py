@@ -47,6 +47,8 @@ def test_every_flag_named_in_the_issue_exists_with_an_env_twin() -> None:
         ("shutdown-timeout", "7.5", "shutdown_timeout", 7.5),
         ("max-recv-msg-size-mib", "16", "max_recv_msg_size_mib", 16),
         ("log-level", "DEBUG", "log_level", "debug"),
+        ("builds-kept", "7", "builds_kept", 7),
+        ("jaeger-ui-url", "http://127.0.0.1:16686/", "jaeger_ui_url", "http://127.0.0.1:16686"),
     ],
 )
 def test_flag_and_env_twin_parse_the_same(flag: str, value: str, field: str, expected: object) -> None:
@@ -100,6 +102,7 @@ def test_password_from_file(tmp_path: Path) -> None:
         (["--max-recv-msg-size-mib", "4.5"], "--max-recv-msg-size-mib"),
         (["--tls-cert-file", "/nonexistent/cert.pem"], "--tls-cert-file"),
         (["--jaeger-user", "u"], "--jaeger-user"),
+        (["--jaeger-ui-url", "jaeger:16686"], "--jaeger-ui-url"),
     ],
 )
 def test_bad_values_name_the_flag(argv: list[str], flag: str) -> None:
@@ -117,6 +120,10 @@ def test_bad_env_value_names_the_flag() -> None:
 def test_secret_values_never_appear_in_errors() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(["--jaeger-password", "hunter2"], {})
+    assert "hunter2" not in str(info.value)
+    # the /builds page publishes its links: a Jaeger UI URL with credentials is refused, unechoed
+    with pytest.raises(ConfigError, match=r"^--jaeger-ui-url: ") as info:
+        load_config(["--jaeger-ui-url", "https://admin:hunter2@jaeger:16686"], {})
     assert "hunter2" not in str(info.value)
 
 
