@@ -157,7 +157,8 @@ def _section(build: dict[str, Any], jaeger_ui_url: str | None) -> str:
         f'<p class="muted">started {_e(build["started_at"])} · {build["steps_executed"]} steps executed, ',
         f'{build["steps_cached"]} cached (a lower bound) · idle gaps: {_e(gaps)}</p>',
         f"<ul>{failed}</ul>" if failed else "",
-        f"<h3>Slowest steps</h3><table>{_rows(slowest, scale)}</table>",
+        f"<h3>Slowest steps</h3><table>{_rows(slowest, scale)}</table>" if slowest
+        else "<p>No executed step seen in this trace.</p>",
         f"<h3>Time by kind of step</h3><table>{_rows(kinds, scale)}</table></section>",
     ))
 
