@@ -83,16 +83,18 @@ class BuildObserver:
         self._pending: OrderedDict[str, TraceState] = OrderedDict()
 
     def __call__(self, spans: Sequence[ReadableSpan]) -> None:
-        for span in spans:
-            item = classify(span)
+        items = [item for item in map(classify, spans) if item is not None]
+        for item in items:
             if isinstance(item, Build):
                 self.metrics.build(item)
-                self._add_build(item)
             elif isinstance(item, Step):
                 self.metrics.step(item)
-                self._add_step(item)
-            elif isinstance(item, Export):
-                self._add_step(item)
+        with self._lock:  # once per batch: the admin threads wait at most one batch
+            for item in items:
+                if isinstance(item, Build):
+                    self._add_build(item)
+                else:
+                    self._add_step(item)
 
     def records(self) -> list[Record]:
         """Complete builds, most recent (latest start) first; safe from any thread."""
@@ -104,23 +106,23 @@ class BuildObserver:
         with self._lock:
             return len(self._builds), len(self._pending)
 
-    def _add_build(self, build: Build) -> None:
-        with self._lock:
-            state = self._builds.get(build.trace_id) or self._pending.pop(build.trace_id, None)
-            state = state or TraceState(build.trace_id)
-            state.build = _merge(state.build, build)
-            self._builds[build.trace_id] = state
-            while len(self._builds) > self._builds_kept:
-                self._builds.popitem(last=False)
+    def _add_build(self, build: Build) -> None:  # holding _lock
+        state = self._builds.get(build.trace_id) or self._pending.pop(build.trace_id, None)
+        state = state or TraceState(build.trace_id)
+        state.build = _merge(state.build, build)
+        self._builds[build.trace_id] = state
+        while len(self._builds) > self._builds_kept:
+            self._builds.popitem(last=False)
 
-    def _add_step(self, item: Step | Export) -> None:
-        with self._lock:
-            state = self._builds.get(item.trace_id)
+    def _add_step(self, item: Step | Export) -> None:  # holding _lock
+        state = self._builds.get(item.trace_id)
+        if state is None:
+            state = self._pending.get(item.trace_id)
             if state is None:
-                state = self._pending.setdefault(item.trace_id, TraceState(item.trace_id))
+                state = self._pending[item.trace_id] = TraceState(item.trace_id)
                 while len(self._pending) > self._max_pending:
                     self._pending.popitem(last=False)
-            state.add(item, self._max_steps)
+        state.add(item, self._max_steps)
 
 
 def _merge(old: Build | None, new: Build) -> Build:
