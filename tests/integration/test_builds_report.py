@@ -16,11 +16,13 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from bench.replay import to_request
 from tests.jaeger_sinks import UdpAgentSink
 from tests.otlp import raw_export
 from tests.relay_process import RelayProcess
 
 REAL_TRACES = Path(__file__).parents[1] / "data" / "buildkit-v0.32-builds.otlp.jsonl"
+BAKE_TRACE = Path(__file__).parents[1] / "data" / "buildx-bake-trace.spanstubs.json"
 
 
 @pytest.fixture
@@ -111,3 +113,15 @@ def test_send_test_trace_fills_the_report_at_once(relay: RelayProcess, sink: Udp
     content_type, page = get(relay.admin_port, "/builds")
     assert content_type == "text/html; charset=utf-8"
     assert build["trace_id"].encode() in page
+
+
+def test_real_buildx_bake_trace_is_one_build(relay: RelayProcess, sink: UdpAgentSink) -> None:
+    stubs = json.loads(BAKE_TRACE.read_text(encoding="utf-8"))
+    raw_export(relay.otlp_port, to_request(stubs).SerializeToString())
+    assert sink.wait_for_spans(len(stubs), timeout=20)
+    (build,) = api_builds(relay.admin_port)  # two server Solve spans (bake), one build
+    assert (build["trace_id"], build["status"]) == ("0555ce1903feb85770d102846273073b", "success")
+    assert (build["steps_executed"], build["steps_cached"]) == (10, 3)
+    assert build["duration_seconds"] == 89.176693
+    assert build["slowest_steps"][0]["name"].startswith("[test-go 2/2] RUN --mount=type=cache,target=/pkg-cache")
+    assert build["slowest_steps"][0]["duration_seconds"] == 85.956687
