@@ -77,6 +77,24 @@ def classify(span: ReadableSpan) -> Build | Step | Export | None:
     return Step(f"{context.trace_id:032x}", name[:MAX_NAME], instruction(name), cached, failed, start, end)
 
 
+# The report's kinds of step (docs/insights.md): sources and pulls, context transfer, RUN,
+# COPY/ADD, the exporter, everything else.
+KINDS = ("source", "context", "run", "copy", "export", "other")
+_KIND_OF_INSTRUCTION = {"source": "source", "FROM": "source", "internal": "context", "RUN": "run",
+                        "COPY": "copy", "ADD": "copy"}
+METADATA = "[internal] load metadata for "  # a registry look-up: a source, not the context
+
+
+def kind(item: Step | Export) -> str:
+    """source (images, URLs, registry metadata), context (other [internal] steps: build
+    definition, .dockerignore, build context transfer), run, copy (COPY, ADD), export or other."""
+    if isinstance(item, Export):
+        return "export"
+    if item.instruction == "internal" and item.name.startswith(METADATA):
+        return "source"
+    return _KIND_OF_INSTRUCTION.get(item.instruction, "other")
+
+
 def build_failed(span: ReadableSpan) -> bool:
     """ERROR status, a non-zero integer ``rpc.grpc.status_code`` (older BuildKit) or a string
     ``rpc.response.status_code`` other than ``OK`` (BuildKit v0.32+)."""

@@ -9,10 +9,12 @@ Several Solve spans in one trace (a bake of several targets) make one build span
 
 Bounds: at most ``builds_kept`` complete builds (the oldest completed is forgotten first); steps
 whose trace has no Solve yet wait in at most ``max_pending`` pending traces (the oldest pending
-trace is forgotten first), so a Solve that never comes costs a bounded amount; at most
-``max_steps`` step records (and as many exporter spans) per trace, names cut to ``MAX_NAME``
-characters. The executed/cached counts stay exact past ``max_steps``; the slowest steps and the
-time by kind are then computed over the first ``max_steps`` steps. The metrics count every span.
+trace is forgotten first), so a Solve that never comes costs a bounded amount. Per trace: the
+counts, the ``SLOWEST`` slowest executed steps and the first ``SLOWEST`` failed ones (names cut
+to ``MAX_NAME`` characters), all exact whatever the trace's size; and the intervals of at most
+``max_steps`` steps and exporter spans, packed in arrays, from which the time by kind and the
+idle gaps are computed (over the first ``max_steps`` past that bound). The metrics count every
+span.
 
 Threads: the worker thread calls the observer; the admin server's threads call ``records()``.
 Every access to the kept state holds ``_lock``; ``records()`` copies into frozen records, so
@@ -21,54 +23,76 @@ the report never reads a list the worker is appending to.
 
 from __future__ import annotations
 
+import heapq
 import threading
+from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import ReadableSpan
 from prometheus_client import CollectorRegistry
 
-from relay.insights.classify import Build, Export, Step, classify
+from relay.insights.classify import KINDS, Build, Export, Step, classify, kind
 from relay.insights.metrics import BuildMetrics
 
-MAX_STEPS = 1000
+MAX_STEPS = 1000  # intervals (steps and exporter spans) kept per trace
+SLOWEST = 5  # slowest executed steps, and failed step names, kept per trace
+_KIND_INDEX = {name: index for index, name in enumerate(KINDS)}
 
 
 @dataclass(frozen=True)
 class Record:
-    """One complete build as the report reads it: an immutable copy of the kept state."""
+    """One complete build as the report reads it: a copy of the kept state, never shared."""
 
     build: Build
-    steps: tuple[Step, ...]
-    exports: tuple[Export, ...]
     executed: int
     cached: int
+    slowest: tuple[tuple[str, int], ...]  # (name, duration ns), longest first (ties: earlier start)
+    failed: tuple[str, ...]  # names of the first failed executed steps
+    starts: array[int]  # the kept intervals (ns), steps and exporter spans,
+    ends: array[int]
+    kinds: bytes  # ... each with its index in KINDS
 
 
-@dataclass
 class TraceState:
-    trace_id: str
-    build: Build | None = None
-    steps: list[Step] = field(default_factory=list)
-    exports: list[Export] = field(default_factory=list)
-    executed: int = 0
-    cached: int = 0
+    """What is kept of one trace: counts, the few names the report shows, and the intervals as
+    packed arrays (17 bytes a step), not one object per step."""
+
+    def __init__(self) -> None:
+        self.build: Build | None = None
+        self.executed = self.cached = 0
+        self.slowest: list[tuple[int, int, str]] = []  # min-heap of (duration, -start, name)
+        self.failed: list[str] = []
+        self.starts: array[int] = array("q")
+        self.ends: array[int] = array("q")
+        self.kinds = bytearray()
 
     def add(self, item: Step | Export, max_steps: int) -> None:
-        if isinstance(item, Export):
-            if len(self.exports) < max_steps:
-                self.exports.append(item)
-            return
-        if item.cached:
+        if isinstance(item, Step):
+            self._count(item)
+        if len(self.kinds) < max_steps:
+            self.starts.append(item.start_ns)
+            self.ends.append(item.end_ns)
+            self.kinds.append(_KIND_INDEX[kind(item)])
+
+    def _count(self, step: Step) -> None:
+        if step.cached:
             self.cached += 1
-        else:
-            self.executed += 1
-        if len(self.steps) < max_steps:
-            self.steps.append(item)
+            return
+        self.executed += 1
+        entry = (step.end_ns - step.start_ns, -step.start_ns, step.name)
+        if len(self.slowest) < SLOWEST:
+            heapq.heappush(self.slowest, entry)
+        elif entry > self.slowest[0]:
+            heapq.heapreplace(self.slowest, entry)
+        if step.failed and len(self.failed) < SLOWEST:
+            self.failed.append(step.name)
 
     def record(self, build: Build) -> Record:
-        return Record(build, tuple(self.steps), tuple(self.exports), self.executed, self.cached)
+        slowest = tuple((name, duration) for duration, _, name in sorted(self.slowest, reverse=True))
+        return Record(build, self.executed, self.cached, slowest, tuple(self.failed), array("q", self.starts),
+                      array("q", self.ends), bytes(self.kinds))
 
 
 class BuildObserver:
@@ -108,7 +132,7 @@ class BuildObserver:
 
     def _add_build(self, build: Build) -> None:  # holding _lock
         state = self._builds.get(build.trace_id) or self._pending.pop(build.trace_id, None)
-        state = state or TraceState(build.trace_id)
+        state = state or TraceState()
         state.build = _merge(state.build, build)
         self._builds[build.trace_id] = state
         while len(self._builds) > self._builds_kept:
@@ -119,7 +143,7 @@ class BuildObserver:
         if state is None:
             state = self._pending.get(item.trace_id)
             if state is None:
-                state = self._pending[item.trace_id] = TraceState(item.trace_id)
+                state = self._pending[item.trace_id] = TraceState()
                 while len(self._pending) > self._max_pending:
                     self._pending.popitem(last=False)
         state.add(item, self._max_steps)

@@ -12,24 +12,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from relay.insights.classify import Step
+from relay.insights.classify import KINDS
 from relay.insights.observer import Record
 
-SLOWEST = 5
 MIN_GAP_NS = 1_000_000_000  # idle gaps of a second or more
-KINDS = ("source", "context", "run", "copy", "export", "other")
-_KIND_OF_INSTRUCTION = {"source": "source", "FROM": "source", "internal": "context", "RUN": "run",
-                        "COPY": "copy", "ADD": "copy"}
 Route = Callable[[], tuple[int, str, bytes]]
 Interval = tuple[int, int]
-
-
-def step_kind(step: Step) -> str:
-    """source (images, URLs, registry metadata), context (other [internal] steps: build
-    definition, .dockerignore, build context transfer), run, copy (COPY, ADD) or other."""
-    if step.instruction == "internal" and step.name.startswith("[internal] load metadata for "):
-        return "source"
-    return _KIND_OF_INSTRUCTION.get(step.instruction, "other")
 
 
 def union_ns(intervals: Sequence[Interval]) -> int:
@@ -65,22 +53,16 @@ def _utc(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _slowest(steps: Sequence[Step]) -> list[dict[str, Any]]:
-    executed = sorted((s for s in steps if not s.cached), key=lambda s: (s.start_ns - s.end_ns, s.start_ns))
-    return [{"name": s.name, "duration_seconds": _seconds(s.end_ns - s.start_ns)} for s in executed[:SLOWEST]]
-
-
 def _time_by_kind(record: Record) -> dict[str, float]:
-    by_kind: dict[str, list[Interval]] = {kind: [] for kind in KINDS}
-    for step in record.steps:
-        by_kind[step_kind(step)].append((step.start_ns, step.end_ns))
-    by_kind["export"] = [(e.start_ns, e.end_ns) for e in record.exports]
-    return {kind: _seconds(union_ns(intervals)) for kind, intervals in by_kind.items()}
+    by_kind: list[list[Interval]] = [[] for _ in KINDS]
+    for start, end, index in zip(record.starts, record.ends, record.kinds, strict=True):
+        by_kind[index].append((start, end))
+    return {name: _seconds(union_ns(intervals)) for name, intervals in zip(KINDS, by_kind, strict=True)}
 
 
 def build_dict(record: Record) -> dict[str, Any]:
     build = record.build
-    busy = [(s.start_ns, s.end_ns) for s in record.steps] + [(e.start_ns, e.end_ns) for e in record.exports]
+    busy = list(zip(record.starts, record.ends, strict=True))
     return {
         "trace_id": build.trace_id,
         "status": build.status,
@@ -88,8 +70,8 @@ def build_dict(record: Record) -> dict[str, Any]:
         "duration_seconds": _seconds(build.end_ns - build.start_ns),
         "steps_executed": record.executed,
         "steps_cached": record.cached,
-        "slowest_steps": _slowest(record.steps),
-        "failed_steps": [s.name for s in record.steps if s.failed and not s.cached][:SLOWEST],
+        "slowest_steps": [{"name": name, "duration_seconds": _seconds(ns)} for name, ns in record.slowest],
+        "failed_steps": list(record.failed),
         "time_by_kind": _time_by_kind(record),
         "idle_gaps": [{"start_offset_seconds": _seconds(first - build.start_ns),
                        "duration_seconds": _seconds(last - first)}

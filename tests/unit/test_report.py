@@ -118,12 +118,17 @@ def test_more_builds_than_kept_keeps_the_newest() -> None:
     assert observer.sizes() == (3, 0)
 
 
-def test_steps_per_trace_are_bounded_and_counts_stay_exact() -> None:
+def test_steps_per_trace_are_bounded_and_counts_and_slowest_stay_exact() -> None:
     observer = BuildObserver(CollectorRegistry(), max_steps=10)
-    observer([span(f"[a 1/1] RUN step {n}", n * MS, (n + 1) * MS) for n in range(1000)] + [solve(0, S)])
+    # step n lasts n ms: the slowest ones come last, far past the 10 intervals kept
+    observer([span(f"[a 1/1] RUN step {n}", n * S, n * S + n * MS) for n in range(1000)] + [solve(0, 1000 * S)])
     (record,) = observer.records()
-    assert len(record.steps) == 10
-    assert report(observer)[0]["steps_executed"] == 1000
+    assert (len(record.starts), len(record.ends), len(record.kinds)) == (10, 10, 10)
+    (build,) = report(observer)
+    assert build["steps_executed"] == 1000
+    assert build["slowest_steps"] == [{"name": f"[a 1/1] RUN step {n}", "duration_seconds": n / 1000}
+                                      for n in (999, 998, 997, 996, 995)]
+    assert build["time_by_kind"]["run"] == sum(range(10)) / 1000  # over the kept intervals only
 
 
 def test_the_page_escapes_step_names_and_links_to_jaeger() -> None:
