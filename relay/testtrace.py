@@ -149,7 +149,6 @@ _BUILD: tuple[tuple[str, int, int, str], ...] = (
     ("exporting to image", 5800, 6100, "export"),
 )
 BUILD_MS = 6150  # the server Solve span's length
-IDLE_GAP_MS = (1000, 2500)
 
 
 def _solve(kind: Span.SpanKind.ValueType, trace_id: bytes, span_id: bytes, parent: bytes, start: int,
