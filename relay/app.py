@@ -24,6 +24,7 @@ from relay.exporters.base import Exporter
 from relay.exporters.factory import build_exporter
 from relay.health import Health
 from relay.insights import BuildObserver
+from relay.insights.report import routes
 from relay.metrics import Metrics, Snapshot
 from relay.receiver import TraceReceiver
 from relay.spanqueue import SpanQueue
@@ -162,7 +163,8 @@ class Relay:
 
     def _admin_server(self, endpoint: HostPort) -> AdminServer:
         try:
-            return AdminServer(endpoint, self.metrics.registry, self.health)
+            return AdminServer(endpoint, self.metrics.registry, self.health,
+                               routes(self.insights.records, self.config.jaeger_ui_url))
         except OSError as exc:
             self._server.stop(None)
             raise StartupError(f"--admin-endpoint: cannot listen on {endpoint}: {exc.strerror}") from None

@@ -77,6 +77,7 @@ class Config:
     tls_client_ca_file: Path | None = None
     auth_token_file: Path | None = None
     builds_kept: int = 100
+    jaeger_ui_url: str | None = None
     worker_stall_timeout: float | None = None  # None: --jaeger-timeout + longest retry wait + margin
     # The content of the files above, read once by load_config.
     tls: TlsMaterial | None = None
@@ -149,6 +150,16 @@ def _password(text: str) -> str:
     return text
 
 
+def _ui_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL such as http://jaeger:16686, got {text!r}")
+    if parts.username is not None or parts.password is not None:
+        # The page shows the link to every reader; a user:password@ would be published with it.
+        raise ValueError("must not contain a user name or password (the /builds page shows it)")
+    return text.strip().rstrip("/")
+
+
 def _log_level(text: str) -> str:
     level = text.strip().lower()
     if level not in LOG_LEVELS:
@@ -198,7 +209,8 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("jaeger-password-file", _path, "file holding the Jaeger collector password", "PATH"),
     _Flag("jaeger-timeout", _unit_duration, "timeout of one Jaeger collector request, with a unit: 10s, 10000ms "
           "(default 10s)", "DURATION"),
-    _Flag("admin-endpoint", parse_host_port, "/metrics, /healthz, /readyz address (default 0.0.0.0:8888)", "HOST:PORT"),
+    _Flag("admin-endpoint", parse_host_port, "/metrics, /healthz, /readyz, /builds address (default 0.0.0.0:8888)",
+          "HOST:PORT"),
     _Flag("queue-size", _positive_int, "queue capacity in spans (default 20000)", "SPANS"),
     _Flag("queue-max-mib", _positive_int,
           "queue capacity in MiB of encoded (protobuf) spans, in memory or on disk (default 64)", "MIB"),
@@ -216,7 +228,9 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("tls-key-file", _path, "PEM private key for --tls-cert-file", "PATH"),
     _Flag("tls-client-ca-file", _path, "PEM CA bundle: require client certificates (mutual TLS)", "PATH"),
     _Flag("auth-token-file", _path, "file holding the bearer token clients must send", "PATH"),
-    _Flag("builds-kept", _positive_int, "BuildKit builds whose steps are kept in memory (default 100)", "N"),
+    _Flag("builds-kept", _positive_int, "BuildKit builds kept for /builds and /api/builds (default 100)", "N"),
+    _Flag("jaeger-ui-url", _ui_url, "Jaeger UI base URL: /builds links each trace to <URL>/trace/<id> "
+          "(default unset: no links)", "URL"),
     _Flag("worker-stall-timeout", _positive_duration,
           "exporter worker without progress this long while spans wait: unhealthy "
           "(default --jaeger-timeout + 45s)", "DURATION"),

@@ -30,7 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceS
 from relay import delivery
 from relay.config import HostPort, parse_duration, parse_host_port
 from relay.convert import request_span_count
-from relay.testtrace import buildkit_trace
+from relay.testtrace import buildkit_build
 
 COMMAND = "send-test-trace"
 PROG = f"trace-relay {COMMAND}"
@@ -97,7 +97,7 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     except (UsageError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    request = buildkit_trace(random.Random(), time.time_ns(), steps=max(1, args.steps))  # noqa: S311 - ids
+    request = buildkit_build(random.Random(), time.time_ns(), steps=max(1, args.steps))  # noqa: S311 - ids
     count = request_span_count(request)
     trace_id = request.resource_spans[0].scope_spans[0].spans[0].trace_id.hex()
     before = _counts_or_none(admin, args.timeout)

@@ -1,4 +1,5 @@
-"""A BuildKit-shaped build trace, as OTLP protobuf: for `send-test-trace`, tests and benchmarks.
+"""BuildKit-shaped build traces, as OTLP protobuf: `buildkit_trace` for tests and benchmarks (a
+fixed span count per step), `buildkit_build` for `send-test-trace` (a whole build for /builds).
 
 Its shape follows a real `docker buildx bake` trace: a `buildx` client resource (a `bake` root,
 gRPC CLIENT spans to the daemon with `message` events) and a daemon resource (`buildkitd`: gRPC
@@ -128,4 +129,76 @@ def _resource_spans(service: str, by_scope: dict[str, list[Span]]) -> ResourceSp
         ScopeSpans(scope=InstrumentationScope(name=scope, version="0.46.1" if scope == OTELGRPC else ""),
                    spans=scope_spans)
         for scope, scope_spans in by_scope.items()
+    ])
+
+
+# -- a whole build, for send-test-trace and the build report --------------------------------------
+
+# (name, start ms, end ms, kind of span) after the server Solve starts. 8 executed steps, one cache
+# hit, cache checks, an exporter span, and 1.5 s (1000..2500 ms) in which no step runs.
+_BUILD: tuple[tuple[str, int, int, str], ...] = (
+    ("[internal] load build definition from Dockerfile", 0, 20, "step"),
+    ("[internal] load metadata for docker.io/library/golang:1.22-alpine", 20, 300, "step"),
+    ("[internal] load .dockerignore", 300, 310, "step"),
+    ("[internal] load build context", 310, 400, "step"),
+    ("[build 1/4] FROM docker.io/library/golang:1.22-alpine@sha256:" + "3" * 64, 400, 900, "step"),
+    ("[build 2/4] WORKDIR /src", 900, 905, "cached"),
+    ("[build 3/4] COPY go.mod go.sum ./", 905, 1000, "step"),
+    ("[build 4/4] RUN --mount=type=cache,target=/root/.cache go build -o /out/app ./cmd/app", 2500, 5700, "step"),
+    ("[stage-1 1/1] COPY --from=build /out/app /usr/bin/app", 5700, 5800, "step"),
+    ("exporting to image", 5800, 6100, "export"),
+)
+BUILD_MS = 6150  # the server Solve span's length
+
+
+def _solve(kind: Span.SpanKind.ValueType, trace_id: bytes, span_id: bytes, parent: bytes, start: int,
+           end: int) -> Span:
+    """A Control/Solve span with BuildKit v0.32's RPC attributes."""
+    return Span(trace_id=trace_id, span_id=span_id, parent_span_id=parent, name="moby.buildkit.v1.Control/Solve",
+                kind=kind, flags=SAMPLED, start_time_unix_nano=start, end_time_unix_nano=end,
+                attributes=[_kv("rpc.system.name", "grpc"), _kv("rpc.method", "moby.buildkit.v1.Control/Solve"),
+                            _kv("rpc.response.status_code", "OK")],
+                status=Status(code=Status.STATUS_CODE_OK if kind == Span.SPAN_KIND_CLIENT
+                              else Status.STATUS_CODE_UNSET))
+
+
+def _build_steps(steps: int) -> list[tuple[str, int, int, str]]:
+    export_ms = _BUILD[-1][1]
+    extra = [(f"[test {n}/{steps - 8}] RUN go test ./pkg/{n}/...", export_ms + 200 * (n - 1),
+              export_ms + 200 * n, "step") for n in range(1, steps - 8 + 1)]
+    shift = 200 * len(extra)  # extra steps run before the export, which moves with the end
+    return [*_BUILD[:-1], *extra, (_BUILD[-1][0], _BUILD[-1][1] + shift, _BUILD[-1][2] + shift, "export")]
+
+
+def buildkit_build(rng: random.Random, now_ns: int, steps: int = 8) -> ExportTraceServiceRequest:
+    """One whole build that ends at ``now_ns``: a buildx client resource (`build` root, CLIENT
+    Solve) and buildkitd (SERVER Solve, vertex steps incl. RUN and COPY with `cache request:`
+    checks, a `load cache:` hit, `exporting to image`, and an idle gap of 1.5 s), so /builds has
+    something to show at once. At least 8 executed steps; more add `RUN go test` steps."""
+    ids = _Ids(rng)
+    trace_id, root, client, server = ids.trace(), ids.span(), ids.span(), ids.span()
+    plan = _build_steps(max(8, steps))
+    length = (BUILD_MS + 200 * (len(plan) - len(_BUILD))) * _MS
+    start = now_ns - length - 3 * _MS
+    root_span = Span(trace_id=trace_id, span_id=root, name="build", kind=Span.SPAN_KIND_INTERNAL, flags=SAMPLED,
+                     start_time_unix_nano=start, end_time_unix_nano=now_ns,
+                     status=Status(code=Status.STATUS_CODE_OK))
+    client_spans = [root_span, _solve(Span.SPAN_KIND_CLIENT, trace_id, client, root, start + _MS, now_ns - _MS)]
+    server_spans = [_solve(Span.SPAN_KIND_SERVER, trace_id, server, client, start + 2 * _MS, start + 2 * _MS + length)]
+    at = start + 2 * _MS
+    for name, first_ms, last_ms, kind in plan:
+        first, last = at + first_ms * _MS, at + last_ms * _MS
+        if kind == "export":
+            server_spans.append(Span(trace_id=trace_id, span_id=ids.span(), parent_span_id=server, name=name,
+                                     kind=Span.SPAN_KIND_INTERNAL, flags=SAMPLED, start_time_unix_nano=first,
+                                     end_time_unix_nano=last))
+            continue
+        digest = f"sha256:{rng.getrandbits(256):064x}"
+        server_spans.append(_vertex(f"cache request: {name}", trace_id, ids.span(), server, first,
+                                    first + 10_000, digest))
+        shown = f"load cache: {name}" if kind == "cached" else name
+        server_spans.append(_vertex(shown, trace_id, ids.span(), server, first, last, digest))
+    return ExportTraceServiceRequest(resource_spans=[
+        _resource_spans("buildx", {SDK_TRACER: client_spans[:1], OTELGRPC: client_spans[1:]}),
+        _resource_spans("buildkitd", {OTELGRPC: server_spans[:1], SDK_TRACER: server_spans[1:]}),
     ])

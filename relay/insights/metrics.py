@@ -29,15 +29,27 @@ class BuildMetrics:
                                      "Executed BuildKit steps with status ERROR.", ["instruction"],
                                      registry=registry)
 
+        # Labelled children by label values: `.labels()` costs more than the increment itself, and
+        # the label sets are bounded (instructions x cached), so these stay small.
+        self._steps: dict[tuple[str, bool], Counter] = {}
+        self._durations: dict[str, Histogram] = {}
+
     def build(self, build: Build) -> None:
         self.builds.labels(build.status).inc()
         self.build_duration.labels(build.status).observe(_seconds(build.start_ns, build.end_ns))
 
     def step(self, step: Step) -> None:
-        self.steps.labels(step.instruction, "true" if step.cached else "false").inc()
+        key = (step.instruction, step.cached)
+        counter = self._steps.get(key)
+        if counter is None:
+            counter = self._steps[key] = self.steps.labels(step.instruction, "true" if step.cached else "false")
+        counter.inc()
         if step.cached:
             return
-        self.step_duration.labels(step.instruction).observe(_seconds(step.start_ns, step.end_ns))
+        duration = self._durations.get(step.instruction)
+        if duration is None:
+            duration = self._durations[step.instruction] = self.step_duration.labels(step.instruction)
+        duration.observe(_seconds(step.start_ns, step.end_ns))
         if step.failed:
             self.step_failures.labels(step.instruction).inc()
 

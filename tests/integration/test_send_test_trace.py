@@ -41,9 +41,9 @@ def test_buildkits_http_url_form_is_accepted_and_delivery_confirmed(make_relay: 
     result = _send("--endpoint", f"http://127.0.0.1:{relay.otlp_port}",
                    "--admin-endpoint", f"127.0.0.1:{relay.admin_port}", "--timeout", "10s")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("OK: the relay accepted 20 spans of trace "), result.stdout
+    assert result.stdout.startswith("OK: the relay accepted 22 spans of trace "), result.stdout
     assert "delivered them to Jaeger" in result.stdout
-    assert sink.wait_for_spans(20, timeout=10)
+    assert sink.wait_for_spans(22, timeout=10)
 
 
 def test_https_url_form_uses_tls(make_relay: RelayFactory, tmp_path: Path) -> None:
@@ -70,7 +70,7 @@ def test_a_relay_that_cannot_deliver_is_not_ok(make_relay: RelayFactory) -> None
         result = _send("--endpoint", f"127.0.0.1:{relay.otlp_port}",
                        "--admin-endpoint", f"127.0.0.1:{relay.admin_port}", "--timeout", "10s")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert re.match(r"FAILED: the relay accepted 20 spans of trace [0-9a-f]{32}; it delivered 0 of them to "
+    assert re.match(r"FAILED: the relay accepted 22 spans of trace [0-9a-f]{32}; it delivered 0 of them to "
                     r"Jaeger: exporter send failures: \w+ \(\d+ spans\)", result.stdout), result.stdout
 
 
@@ -80,7 +80,7 @@ def test_an_unreachable_admin_endpoint_is_not_reported_as_delivered(make_relay: 
     port = _free_port()
     result = _send("--endpoint", f"127.0.0.1:{relay.otlp_port}", "--admin-endpoint", f"127.0.0.1:{port}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("ACCEPTED: the relay accepted 20 spans"), result.stdout
+    assert result.stdout.startswith("ACCEPTED: the relay accepted 22 spans"), result.stdout
     assert f"nothing is listening on 127.0.0.1:{port}" in result.stdout
 
 

@@ -47,6 +47,8 @@ def test_every_flag_named_in_the_issue_exists_with_an_env_twin() -> None:
         ("shutdown-timeout", "7.5", "shutdown_timeout", 7.5),
         ("max-recv-msg-size-mib", "16", "max_recv_msg_size_mib", 16),
         ("log-level", "DEBUG", "log_level", "debug"),
+        ("builds-kept", "7", "builds_kept", 7),
+        ("jaeger-ui-url", "http://127.0.0.1:16686/", "jaeger_ui_url", "http://127.0.0.1:16686"),
     ],
 )
 def test_flag_and_env_twin_parse_the_same(flag: str, value: str, field: str, expected: object) -> None:
@@ -100,6 +102,7 @@ def test_password_from_file(tmp_path: Path) -> None:
         (["--max-recv-msg-size-mib", "4.5"], "--max-recv-msg-size-mib"),
         (["--tls-cert-file", "/nonexistent/cert.pem"], "--tls-cert-file"),
         (["--jaeger-user", "u"], "--jaeger-user"),
+        (["--jaeger-ui-url", "jaeger:16686"], "--jaeger-ui-url"),
     ],
 )
 def test_bad_values_name_the_flag(argv: list[str], flag: str) -> None:
@@ -167,6 +170,13 @@ def test_max_batch_size_above_queue_size_is_refused() -> None:
     assert load_config(["--queue-size", "100", "--max-batch-size", "100"], {}).max_batch_size == 100
     with pytest.raises(ConfigError, match=r"^--max-batch-size: 512 must not exceed --queue-size \(100\)"):
         load_config([], {"RELAY_QUEUE_SIZE": "100"})  # the default batch size names itself
+
+
+def test_a_jaeger_ui_url_with_credentials_is_refused_unechoed() -> None:
+    """The /builds page publishes its links: a Jaeger UI URL with credentials is refused."""
+    with pytest.raises(ConfigError, match=r"^--jaeger-ui-url: ") as info:
+        load_config(["--jaeger-ui-url", "https://admin:hunter2@jaeger:16686"], {})
+    assert "hunter2" not in str(info.value)
 
 
 def test_durations() -> None:
