@@ -40,6 +40,7 @@ HEADER_SIZE = _HEADER.size  # 32
 _SLOT = struct.Struct("<QQQIQQII")  # seq, done seg/off/skip, taken seg/off/skip, crc
 _SLOT_SIZE = 64
 SEGMENT_BYTES = 32 * 1024 * 1024
+ROTATE_DRAINED_BYTES = 256 * 1024  # a drained segment at least this big is replaced and freed
 _SEGMENT_GLOB = "seg-*.log"
 
 
@@ -274,7 +275,11 @@ class DiskLog:
         self._write_cursor(self._done, taken, sync=False)
 
     def mark_done(self, done: Position) -> None:
-        """Everything before ``done`` is exported or dropped: durable, and whole segments freed."""
+        """Everything before ``done`` is exported or dropped: durable, and whole segments freed.
+
+        Once the worker has caught up with the segment being written, a new one is started so
+        that the drained one is freed too: a full disk recovers as soon as the worker catches up."""
+        done = self._rotate_if_drained(done)
         self._write_cursor(done, done, sync=True)
         previous, self._done = self._done, done
         for segment in range(previous.segment, done.segment):
@@ -282,6 +287,13 @@ class DiskLog:
             if fd is not None:
                 os.close(fd)
             self._path(segment).unlink(missing_ok=True)
+
+    def _rotate_if_drained(self, done: Position) -> Position:
+        with self._append_lock:
+            if done != Position(self._segment, self._size) or self._size < ROTATE_DRAINED_BYTES:
+                return done
+            self._rotate()
+            return Position(self._segment, 0)
 
     def _write_cursor(self, done: Position, taken: Position, *, sync: bool) -> None:
         with self._cursor_lock:

@@ -141,3 +141,96 @@ def test_a_dir_held_by_a_running_relay_refuses_a_second_one(tmp_path: Path) -> N
                 f"trace-relay: error: --queue-dir: {tmp_path} is in use by another running trace-relay"]
         finally:
             first.close()
+
+
+def test_a_full_disk_refuses_with_retry_keeps_exporting_and_recovers(tmp_path: Path) -> None:
+    """--queue-dir on a 2 MiB tmpfs, Jaeger down: requests are taken until the disk is full, then
+    refused UNAVAILABLE + RetryInfo (reason disk_full); once Jaeger is back the backlog drains,
+    the drained segment is freed, and requests are taken again, by themselves."""
+    import os
+    import shutil
+    import subprocess
+
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root and mount(8); not available here")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],  # noqa: S607
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+
+    def big(i: int) -> ExportTraceServiceRequest:
+        blob = KeyValue(key="blob", value=AnyValue(string_value=f"{i:08d}" * 8192))  # 64 KiB
+        return request(span(f"big-{i}", trace_id=(i + 1).to_bytes(16, "big"), span_id=(i + 1).to_bytes(8, "big"),
+                            attributes=[blob]))
+
+    try:
+        with HttpCollectorSink() as sink:
+            sink.status_for = lambda _n, _r: 503
+            relay = RelayProcess(*flags(mount, sink))
+            try:
+                ok: list[str] = []
+                refusal = None
+                for i in range(100):
+                    try:
+                        raw_export(relay.otlp_port, big(i))
+                        ok.append(f"big-{i}")
+                    except grpc.RpcError as exc:
+                        refusal = exc
+                        break
+                assert refusal is not None and ok, "the 2 MiB disk never filled"
+                assert refusal.code() is grpc.StatusCode.UNAVAILABLE
+                status = rpc_status.from_call(refusal)  # type: ignore[arg-type]
+                assert status is not None and any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
+                assert scrape(relay.admin_port).refused.get("disk_full", 0) >= 1
+                sink.status_for = None  # Jaeger is back: the backlog drains and frees the disk
+                assert wait_until(lambda: {s.operationName for s in sink.spans()} >= set(ok), timeout=60)
+                retried = 1000
+                assert wait_until(lambda: _accepted(relay.otlp_port, big(retried)), timeout=30)
+                assert wait_until(lambda: "big-1000" in {s.operationName for s in sink.spans()}, timeout=30)
+            finally:
+                relay.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)  # noqa: S607
+
+
+def _accepted(port: int, req: ExportTraceServiceRequest) -> bool:
+    try:
+        raw_export(port, req)
+    except grpc.RpcError:
+        return False
+    return True
+
+
+@pytest.mark.timeout(300)
+def test_an_outage_of_minutes_with_retry_forever_and_a_restart_loses_none_sends_none_twice(tmp_path: Path) -> None:
+    """Jaeger answers 503 for over two minutes, longer than the default 60 s retry bound; the relay
+    retries forever (--retry-max-elapsed 0) and is restarted gracefully in the middle."""
+    names = [f"long-{i}" for i in range(200)]
+    with HttpCollectorSink() as sink:
+        sink.status_for = lambda _n, _r: 503
+        relay = RelayProcess(*flags(tmp_path, sink))
+        for start in range(0, 200, 20):
+            raw_export(relay.otlp_port, request(*(
+                span(name, trace_id=(i + 1).to_bytes(16, "big"), span_id=(i + 1).to_bytes(8, "big"))
+                for i, name in enumerate(names[start:start + 20], start))))
+        outage_ends = time.monotonic() + 125
+        time.sleep(65)  # real elapsed time is the point: past the default 60 s retry bound
+        first_run_attempts = len(sink.requests)
+        assert relay.terminate() == 0
+        again = RelayProcess(*flags(tmp_path, sink))
+        try:
+            time.sleep(max(0.0, outage_ends - time.monotonic()))  # the rest of the outage
+            assert len(sink.requests) > first_run_attempts  # the second run kept retrying too
+            assert not sink.spans()
+            sink.status_for = None
+            assert wait_until(lambda: sink.span_count() >= 200, timeout=60)
+            assert sorted(s.operationName for s in sink.spans()) == sorted(names)
+            assert scrape(again.admin_port).dropped == {}
+        finally:
+            again.close()

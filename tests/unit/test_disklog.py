@@ -152,3 +152,23 @@ def test_a_read_only_dir_is_refused(small_tmpfs: Path) -> None:
     subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)  # noqa: S607
     with pytest.raises(DiskLogError, match="cannot write in"):
         DiskLog(small_tmpfs)
+
+
+def test_a_drained_segment_is_replaced_and_freed_at_once(tmp_path: Path) -> None:
+    """Without this, the segment being written only grows: a full disk would never recover."""
+    log = DiskLog(tmp_path)
+    records = []
+    for _ in range(40):  # 40 x 8 KiB: past the size at which a drained segment is replaced
+        record, sequence = log.write(b"z" * 8192, spans=1, nbytes=8192)
+        log.sync(sequence)
+        records.append(record)
+    (before,) = tmp_path.glob("seg-*.log")
+    log.mark_done(records[-1].end)
+    assert not before.exists()
+    assert sum(p.stat().st_size for p in tmp_path.glob("seg-*.log")) == 0
+    record, sequence = log.write(b"after", spans=1, nbytes=5)  # the new segment takes writes
+    log.sync(sequence)
+    log.close()
+    again = DiskLog(tmp_path)
+    assert [again.read(r) for r in again.recovery.records] == [b"after"]
+    again.close()
