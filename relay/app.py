@@ -22,6 +22,7 @@ from relay.health import Health
 from relay.insights import BuildObserver
 from relay.metrics import Metrics, Snapshot
 from relay.receiver import TraceReceiver
+from relay.redact import Redactor
 from relay.spanqueue import SpanQueue
 from relay.worker import RetryPolicy, Worker
 
@@ -56,7 +57,9 @@ class Relay:
         )
         self.health = Health(self.worker.is_alive)
         token = config.auth_token_file.read_bytes().strip() if config.auth_token_file else None
-        self.receiver = TraceReceiver(self.queue, self.metrics.ledger, token)
+        redactor = Redactor(config.redact_pattern, defaults=not config.no_default_redaction)
+        self.receiver = TraceReceiver(self.queue, self.metrics.ledger, token, redactor=redactor,
+                                      redacted=self.metrics.redacted_values.inc)
         self._server = self._grpc_server()
         self.otlp_port = self._bind(config)
         self._admin = self._admin_server(config.admin_endpoint)

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
+from relay.redact import compile_patterns, split_patterns
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # flag name -> (the OTEL_EXPORTER_JAEGER_* variable that also sets it)
@@ -66,6 +68,8 @@ class Config:
     tls_client_ca_file: Path | None = None
     auth_token_file: Path | None = None
     builds_kept: int = 100
+    redact_pattern: tuple[re.Pattern[str], ...] = field(default=(), repr=False)  # may spell a secret
+    no_default_redaction: bool = False
 
     @property
     def uses_collector(self) -> bool:
@@ -139,12 +143,24 @@ def _text(text: str) -> str:
     return text
 
 
+def _switch(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"must be true or false, got {text!r}")
+    return value in ("true", "1", "yes")
+
+
+def _patterns(text: str) -> tuple[re.Pattern[str], ...]:
+    return compile_patterns(split_patterns(text))
+
+
 @dataclass(frozen=True)
 class _Flag:
     name: str
     parse: Callable[[str], object]
     help: str
     metavar: str = ""
+    action: str = "store"  # "append": repeatable, values joined by newlines; "switch": no value
 
 
 FLAGS: tuple[_Flag, ...] = (
@@ -169,6 +185,9 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("tls-client-ca-file", _existing_file, "PEM CA bundle: require client certificates (mutual TLS)", "PATH"),
     _Flag("auth-token-file", _existing_file, "file holding the bearer token clients must send", "PATH"),
     _Flag("builds-kept", _positive_int, "BuildKit builds whose steps are kept in memory (default 100)", "N"),
+    _Flag("redact-pattern", _patterns, "regex whose match (or its one group) becomes [REDACTED] in span strings; "
+          "repeatable (env: newline or comma separated)", "REGEX", "append"),
+    _Flag("no-default-redaction", _switch, "do not redact the well-known token shapes", action="switch"),
 )
 FLAG_NAMES = tuple(flag.name for flag in FLAGS)
 
@@ -192,7 +211,11 @@ def build_parser(prog: str = "trace-relay") -> argparse.ArgumentParser:
     )
     for flag in FLAGS:
         # Values stay strings here: parsing happens in load_config so the env twins share it.
-        parser.add_argument(f"--{flag.name}", metavar=flag.metavar, help=flag.help, default=None)
+        if flag.action == "switch":
+            parser.add_argument(f"--{flag.name}", help=flag.help, action="store_const", const="true", default=None)
+        else:
+            parser.add_argument(f"--{flag.name}", metavar=flag.metavar, help=flag.help, default=None,
+                                action=flag.action)
     return parser
 
 
@@ -204,6 +227,8 @@ def _raw_settings(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, 
     raw: dict[str, str] = {}
     for name in FLAG_NAMES:
         value = args[name.replace("-", "_")]
+        if isinstance(value, list):  # a repeated flag
+            value = "\n".join(value)
         if value is None:
             value = environ.get(env_name(name))
         if value is None and name in OTEL_TWINS:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -155,4 +156,8 @@ class Metrics:
         self.batch_size = Histogram(
             f"{PREFIX}_exporter_batch_spans", "Spans handed to the exporter in one batch.",
             registry=registry, buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+        )
+        self.redacted_values = PromCounter(
+            f"{PREFIX}_redacted_values", "String values in received spans whose secrets were redacted.",
+            registry=registry,
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -31,6 +31,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from relay.convert import convert_request, request_span_count
 from relay.metrics import Ledger
+from relay.redact import Redactor
 from relay.spanqueue import SpanQueue
 
 logger = logging.getLogger(__name__)
@@ -53,9 +54,12 @@ _SHUTTING_DOWN = _unavailable_status("trace-relay is shutting down; retry later"
 
 
 class TraceReceiver:
-    def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None) -> None:
+    def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None, *,
+                 redactor: Redactor | None = None, redacted: Callable[[int], None] | None = None) -> None:
         self._queue = queue
         self._ledger = ledger
+        self._redactor = redactor or Redactor()
+        self._count_redacted = redacted or (lambda _count: None)
         self._token = auth_token or None
         self.shutting_down = False
 
@@ -111,7 +115,8 @@ class TraceReceiver:
 
     def _export(self, request: ExportTraceServiceRequest, reserved: int,
                 context: grpc.ServicerContext) -> tuple[bytes, bool]:
-        """Convert and queue into the reserved room; (response, whether the room was used)."""
+        """Redact, convert and queue into the reserved room; (response, whether the room was used)."""
+        self._count_redacted(self._redactor.redact(request))  # before anything keeps a string
         converted = convert_request(request)
         rejected = converted.rejected.items()
         if converted.batches and not self._queue.commit(converted.batches, reserved):
