@@ -10,8 +10,9 @@ A pattern with one capturing group redacts what the group matched (so ``NPM_TOKE
 stays and says what was there); any other pattern redacts its whole match. Every default pattern
 is linear: no nested or overlapping quantifiers, and each unbounded run stops at a character the
 pattern around it cannot match, so a long hostile string costs a few passes over it, never
-quadratic or exponential backtracking. A cheap trigger (one search for the literal each default
-pattern starts with) keeps values with nothing token-shaped from paying for the patterns.
+quadratic or exponential backtracking. Each default pattern runs only on strings holding one of
+its needles (a literal every match of it contains, found with ``in``), so values with nothing
+token-shaped cost a few substring searches.
 """
 
 from __future__ import annotations
@@ -25,27 +26,31 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 REDACTED = "[REDACTED]"
 
-# Names that make an assignment's value a secret: NPM_TOKEN=, GITHUB_TOKEN=, AWS_SECRET_ACCESS_KEY=,
-# DB_PASSWORD=, CLIENT_SECRET=, ?access_token=, api_key= (any case).
-_SENSITIVE_NAMES = r"(?i:secret_access_key|token|password|passwd|secret|api_?key)"
+# NAME=value where NAME ends in one of these (any ASCII case): NPM_TOKEN=, GITHUB_TOKEN=,
+# AWS_SECRET_ACCESS_KEY=, DB_PASSWORD=, CLIENT_SECRET=, ?access_token=, api_key=. Looked for
+# behind each "=", so the scan runs at the speed of a literal search.
+_SENSITIVE_NAMES = ("secret_access_key", "token", "password", "passwd", "secret", "api_key", "apikey")
+_AFTER_NAME = "|".join(f"(?<=(?ai:{name})=)" for name in _SENSITIVE_NAMES)
 _TOKEN68 = r"[A-Za-z0-9._~+/-]"  # RFC 7235 token68, the credentials after Bearer / Basic
 
-# (pattern, the literal it starts with) in the order they apply: the token shapes first, so a
-# token inside an assignment or a URL is already gone when the broader patterns run.
-_DEFAULTS: tuple[tuple[str, str], ...] = (
+# (pattern, needles) in the order they apply: the token shapes first, so a token inside an
+# assignment or a URL is already gone when the broader patterns run. A pattern runs on a string
+# only if one of its needles (a literal each of its matches contains) is in it.
+_DEFAULTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # GitHub personal, OAuth, user-to-server, server-to-server and refresh tokens
-    (r"gh[pousr]_([A-Za-z0-9]{30,})", r"gh[pousr]_"),
-    (r"github_pat_([A-Za-z0-9_]{30,})", r"github_pat_"),  # fine-grained personal access tokens
-    (r"npm_([A-Za-z0-9]{36,})", r"npm_"),
-    (r"(?:AKIA|ASIA)([A-Z0-9]{16})", r"AKIA|ASIA"),  # AWS access key ids (long-term, temporary)
+    (r"gh[pousr]_([A-Za-z0-9]{30,})", ("_",)),
+    (r"github_pat_([A-Za-z0-9_]{30,})", ("github_pat_",)),  # fine-grained personal access tokens
+    (r"npm_([A-Za-z0-9]{36,})", ("npm_",)),
+    (r"A[KS]IA([A-Z0-9]{16})", ("AKIA", "ASIA")),  # AWS access key ids (long-term, temporary)
     # NAME=value, NAME="value", NAME='value': env, argv (--build-arg NPM_TOKEN=x), URL queries.
     # Unquoted, the value ends at white space, a quote, a comma, ; or & (as buildx's history
     # export does); quoted, at the closing quote on the same line.
-    (_SENSITIVE_NAMES + r"""=(?:"([^"\n]+)"|'([^'\n]+)'|["']?([^\s"',;&]+))""", _SENSITIVE_NAMES + "="),
+    (rf"""=(?:{_AFTER_NAME})(?:"([^"\n]+)"|'([^'\n]+)'|["']?([^\s"',;&]+))""", ("=",)),
     # Authorization credentials; the lookahead leaves English ("Bearer token", "basic auth") alone.
-    (r"(?i:bearer|basic)\s+(?=" + _TOKEN68 + r"*[A-Z0-9])(" + _TOKEN68 + r"{8,}=*)", r"(?i:bearer|basic)\s"),
+    (rf"(?:[Bb]earer|BEARER|[Bb]asic|BASIC)\s+(?={_TOKEN68}*[A-Z0-9])({_TOKEN68}{{8,}}=*)",
+     ("earer", "EARER", "asic", "ASIC")),
     # scheme://user:password@host: the password (user info never holds / ? # @ or white space)
-    (r"://[^\s/?#:@]{0,256}:([^\s/?#@]{1,256})@", r"://"),
+    (r"://[^\s/?#:@]{0,256}:([^\s/?#@]{1,256})@", ("://",)),
 )
 
 
@@ -53,14 +58,22 @@ class Rule:
     """One pattern and how it replaces: its one group, or else its whole match. A default pattern
     whose alternatives each hold one group (``alternatives``) redacts the group that matched."""
 
-    __slots__ = ("_alternatives", "_group", "pattern")
+    __slots__ = ("_alternatives", "_group", "_needles", "pattern")
 
-    def __init__(self, pattern: re.Pattern[str], *, alternatives: bool = False) -> None:
+    def __init__(self, pattern: re.Pattern[str], *, needles: tuple[str, ...] = (),
+                 alternatives: bool = False) -> None:
         self.pattern = pattern
+        self._needles = needles
         self._group = 1 if pattern.groups == 1 else 0
         self._alternatives = alternatives
 
     def apply(self, text: str) -> str:
+        for needle in self._needles:
+            if needle in text:
+                break
+        else:
+            if self._needles:
+                return text  # no match can exist without a needle
         return self.pattern.sub(self._replace, text)
 
     def _replace(self, match: re.Match[str]) -> str:
@@ -72,8 +85,8 @@ class Rule:
         return text[whole_start:start] + REDACTED + text[end:whole_end]
 
 
-DEFAULT_RULES = tuple(Rule(re.compile(pattern), alternatives=True) for pattern, _ in _DEFAULTS)
-_TRIGGER = re.compile("|".join(trigger for _, trigger in _DEFAULTS))
+DEFAULT_RULES = tuple(Rule(re.compile(pattern), needles=needles, alternatives=True)
+                      for pattern, needles in _DEFAULTS)
 _QUOTED_PART = re.compile(r"\s*['\"\\?]")  # where re.error's message starts quoting the pattern
 
 
@@ -124,18 +137,14 @@ class Redactor:
     """Replaces the secret part of span strings with ``[REDACTED]``; see the module docstring."""
 
     def __init__(self, patterns: Sequence[re.Pattern[str]] = (), *, defaults: bool = True) -> None:
-        self._defaults = defaults
-        self._extra = tuple(Rule(pattern) for pattern in patterns)
+        self._rules = (DEFAULT_RULES if defaults else ()) + tuple(Rule(pattern) for pattern in patterns)
 
     @property
     def enabled(self) -> bool:
-        return self._defaults or bool(self._extra)
+        return bool(self._rules)
 
     def redact_text(self, text: str) -> str:
-        if self._defaults and _TRIGGER.search(text) is not None:
-            for rule in DEFAULT_RULES:
-                text = rule.apply(text)
-        for rule in self._extra:
+        for rule in self._rules:
             text = rule.apply(text)
         return text
 
