@@ -10,15 +10,19 @@ A pattern with one capturing group redacts what the group matched (so ``NPM_TOKE
 stays and says what was there); any other pattern redacts its whole match. Every default pattern
 is linear: no nested or overlapping quantifiers, and each unbounded run stops at a character the
 pattern around it cannot match, so a long hostile string costs a few passes over it, never
-quadratic or exponential backtracking. Each default pattern runs only on strings holding one of
-its needles (a literal every match of it contains, found with ``in``), so values with nothing
-token-shaped cost a few substring searches.
+quadratic or exponential backtracking.
+
+Cheap when there is nothing to find: the default patterns first search the request's serialized
+bytes (one fast literal-led scan each, no walk over the message); only a request where one of them
+matches is walked string by string, and there each pattern runs only on strings holding one of its
+needles (a literal every match of it contains). Added patterns run on every string.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -30,8 +34,9 @@ REDACTED = "[REDACTED]"
 # AWS_SECRET_ACCESS_KEY=, DB_PASSWORD=, CLIENT_SECRET=, ?access_token=, api_key=. Looked for
 # behind each "=", so the scan runs at the speed of a literal search.
 _SENSITIVE_NAMES = ("secret_access_key", "token", "password", "passwd", "secret", "api_key", "apikey")
-_AFTER_NAME = "|".join(f"(?<=(?ai:{name})=)" for name in _SENSITIVE_NAMES)
+_AFTER_NAME = "|".join(f"(?<=(?i:{name})=)" for name in _SENSITIVE_NAMES)
 _TOKEN68 = r"[A-Za-z0-9._~+/-]"  # RFC 7235 token68, the credentials after Bearer / Basic
+_CREDENTIALS = rf"(?={_TOKEN68}*[A-Z0-9])({_TOKEN68}{{8,}}=*)"  # 8 or more, a digit or capital in them
 
 # (pattern, needles) in the order they apply: the token shapes first, so a token inside an
 # assignment or a URL is already gone when the broader patterns run. A pattern runs on a string
@@ -46,11 +51,16 @@ _DEFAULTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Unquoted, the value ends at white space, a quote, a comma, ; or & (as buildx's history
     # export does); quoted, at the closing quote on the same line.
     (rf"""=(?:{_AFTER_NAME})(?:"([^"\n]+)"|'([^'\n]+)'|["']?([^\s"',;&]+))""", ("=",)),
-    # Authorization credentials; the lookahead leaves English ("Bearer token", "basic auth") alone.
-    (rf"(?:[Bb]earer|BEARER|[Bb]asic|BASIC)\s+(?={_TOKEN68}*[A-Z0-9])({_TOKEN68}{{8,}}=*)",
-     ("earer", "EARER", "asic", "ASIC")),
-    # scheme://user:password@host: the password (user info never holds / ? # @ or white space)
-    (r"://[^\s/?#:@]{0,256}:([^\s/?#@]{1,256})@", ("://",)),
+    # Authorization credentials after Bearer, bearer, BEARER, Basic, basic, BASIC; the lookahead
+    # leaves English ("Bearer token", "basic auth") alone. Each starts with a literal: the fast
+    # way to search (an alternation, or (?i), makes the engine try every position).
+    (rf"earer(?<=[Bb]earer)\s+{_CREDENTIALS}", ("earer",)),
+    (rf"EARER(?<=BEARER)\s+{_CREDENTIALS}", ("EARER",)),
+    (rf"asic(?<=[Bb]asic)\s+{_CREDENTIALS}", ("asic",)),
+    (rf"ASIC(?<=BASIC)\s+{_CREDENTIALS}", ("ASIC",)),
+    # scheme://user:password@host: the password (user info never holds / ? # @ or white space;
+    # each run stops at the next "/", so runs from two "://" never overlap)
+    (r"://[^\s/?#:@]*:([^\s/?#@]+)@", ("://",)),
 )
 
 
@@ -85,8 +95,21 @@ class Rule:
         return text[whole_start:start] + REDACTED + text[end:whole_end]
 
 
-DEFAULT_RULES = tuple(Rule(re.compile(pattern), needles=needles, alternatives=True)
+# ASCII: \s and the case-insensitive names mean the same in a str and in UTF-8 bytes, so that a
+# default pattern matching a string also matches the request's wire bytes that hold it.
+DEFAULT_RULES = tuple(Rule(re.compile(pattern, re.ASCII), needles=needles, alternatives=True)
                       for pattern, needles in _DEFAULTS)
+_WIRE_PATTERNS = tuple(re.compile(pattern.encode()) for pattern, _ in _DEFAULTS)
+
+
+def _wire_may_hold_secrets(data: bytes) -> bool:
+    """Whether any default pattern matches somewhere in a serialized request. Every string of a
+    request sits in its wire bytes as UTF-8, whole, and no default pattern looks past the ends of
+    what it matches (no anchors, no word boundaries, no negative lookarounds), so a match in any
+    string is a match here; the converse does not hold, which only costs a walk."""
+    return any(pattern.search(data) is not None for pattern in _WIRE_PATTERNS)
+
+
 _QUOTED_PART = re.compile(r"\s*['\"\\?]")  # where re.error's message starts quoting the pattern
 
 
@@ -137,57 +160,80 @@ class Redactor:
     """Replaces the secret part of span strings with ``[REDACTED]``; see the module docstring."""
 
     def __init__(self, patterns: Sequence[re.Pattern[str]] = (), *, defaults: bool = True) -> None:
-        self._rules = (DEFAULT_RULES if defaults else ()) + tuple(Rule(pattern) for pattern in patterns)
+        self._defaults = DEFAULT_RULES if defaults else ()
+        self._added = tuple(Rule(pattern) for pattern in patterns)
 
     @property
     def enabled(self) -> bool:
-        return bool(self._rules)
+        return bool(self._defaults or self._added)
 
     def redact_text(self, text: str) -> str:
-        for rule in self._rules:
-            text = rule.apply(text)
-        return text
+        return _apply(self._defaults + self._added, text)
 
     def redact(self, request: ExportTraceServiceRequest) -> int:
         """Redact ``request`` in place; the number of string values changed."""
         if not self.enabled:
             return 0
-        changed = 0
-        for resource_spans in request.resource_spans:
-            changed += self._attributes(resource_spans.resource.attributes)
-            for scope_spans in resource_spans.scope_spans:
-                changed += self._attributes(scope_spans.scope.attributes)
-                for span in scope_spans.spans:
-                    changed += self._span(span)
-        return changed
-
-    def _span(self, span: Span) -> int:
-        changed = self._attributes(span.attributes) + self._field(span, "name")
-        if span.HasField("status"):
-            changed += self._field(span.status, "message")
-        for event in span.events:
-            changed += self._attributes(event.attributes) + self._field(event, "name")
-        for link in span.links:
-            changed += self._attributes(link.attributes)
-        return changed
-
-    def _attributes(self, attributes: Iterable[KeyValue]) -> int:
-        return sum(self._value(attribute.value) for attribute in attributes)
-
-    def _value(self, value: AnyValue) -> int:
-        kind = value.WhichOneof("value")
-        if kind == "string_value":
-            return self._field(value, "string_value")
-        if kind == "array_value":
-            return sum(self._value(item) for item in value.array_value.values)
-        if kind == "kvlist_value":
-            return self._attributes(value.kvlist_value.values)
-        return 0
-
-    def _field(self, message: object, name: str) -> int:
-        text: str = getattr(message, name)
-        redacted = self.redact_text(text)
-        if redacted == text:
+        rules = self._added  # they may use anchors or lookarounds: they always look at each string
+        if self._defaults and _wire_may_hold_secrets(request.SerializeToString()):
+            rules = self._defaults + rules  # most requests hold no secret: one pass over the bytes says so
+        if not rules:
             return 0
-        setattr(message, name, redacted)
-        return 1
+        places = _strings(request)
+        changed = 0
+        for message, name, text in places:
+            redacted = _apply(rules, text)
+            if redacted != text:
+                setattr(message, name, redacted)
+                changed += 1
+        return changed
+
+
+def _apply(rules: tuple[Rule, ...], text: str) -> str:
+    for rule in rules:
+        text = rule.apply(text)
+    return text
+
+
+_Place = tuple[Any, str, str]  # (message, field name, the string it holds)
+
+
+def _strings(request: ExportTraceServiceRequest) -> list[_Place]:
+    """Every string redaction looks at: attribute strings at any depth of resources, scopes,
+    spans, events and links; span names, status messages and event names."""
+    places: list[_Place] = []
+    for resource_spans in request.resource_spans:
+        _attribute_strings(resource_spans.resource.attributes, places)
+        for scope_spans in resource_spans.scope_spans:
+            _attribute_strings(scope_spans.scope.attributes, places)
+            for span in scope_spans.spans:
+                _span_strings(span, places)
+    return places
+
+
+def _span_strings(span: Span, places: list[_Place]) -> None:
+    places.append((span, "name", span.name))
+    status = span.status
+    places.append((status, "message", status.message))
+    _attribute_strings(span.attributes, places)
+    for event in span.events:
+        places.append((event, "name", event.name))
+        _attribute_strings(event.attributes, places)
+    for link in span.links:
+        _attribute_strings(link.attributes, places)
+
+
+def _attribute_strings(attributes: Iterable[KeyValue], places: list[_Place]) -> None:
+    for attribute in attributes:
+        _value_strings(attribute.value, places)
+
+
+def _value_strings(value: AnyValue, places: list[_Place]) -> None:
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        places.append((value, "string_value", value.string_value))
+    elif kind == "array_value":
+        for item in value.array_value.values:
+            _value_strings(item, places)
+    elif kind == "kvlist_value":
+        _attribute_strings(value.kvlist_value.values, places)
