@@ -38,6 +38,8 @@ SHAPES = [
     ("redis://:s3cr3t@cache:6379/0", f"redis://:{REDACTED}@cache:6379/0"),
     (f"https://x-access-token:{'ghs_' + GHP[4:]}@github.com/o/r",
      f"https://x-access-token:{REDACTED}@github.com/o/r"),
+    ("https://" + "é" * 200 + ":pässwörd@h", "https://" + "é" * 200 + f":{REDACTED}@h"),
+    ("BEARER ABCDEFGH12 and BASIC dXNlcjpwYXNz", f"BEARER {REDACTED} and BASIC {REDACTED}"),
 ]
 
 UNTOUCHED = [
@@ -112,6 +114,31 @@ def test_every_string_of_a_request_is_redacted_in_place_and_counted() -> None:
     assert GHP[4:].encode() not in wire and b"x1" not in wire and b"pw@" not in wire
     assert span.status.message == f"failed: https://u:{REDACTED}@h/ghp_{REDACTED}"
     assert request.resource_spans[0].resource.attributes[0].value.string_value == "ci"
+
+
+@pytest.mark.parametrize(("text", "expected"), SHAPES[-2:])
+def test_the_request_shortcut_finds_what_each_string_holds(text: str, expected: str) -> None:
+    # Non-ASCII text is longer in UTF-8 bytes than in characters: the wire search must still match.
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add().resource.attributes.append(_kv("k", _string(text)))
+    assert Redactor().redact(request) == 1
+    assert request.resource_spans[0].resource.attributes[0].value.string_value == expected
+
+
+UNICODE_LOOKALIKES = [
+    "Bearer\u2003ABCDEFGH12",  # an em space: white space to Unicode, not to ASCII
+    "Bearer\x85ABCDEFGH12",
+    "to\u212aen=abc",  # KELVIN SIGN folds to k under Unicode case-insensitivity
+    "pa\u017fsword=abc",  # LATIN SMALL LONG S folds to s
+]
+
+
+@pytest.mark.parametrize("text", [text for text, _ in SHAPES] + UNTOUCHED + UNICODE_LOOKALIKES)
+def test_a_request_is_redacted_exactly_as_its_strings_one_by_one(text: str) -> None:
+    request = ExportTraceServiceRequest()
+    request.resource_spans.add().resource.attributes.append(_kv("k", _string(text)))
+    Redactor().redact(request)
+    assert request.resource_spans[0].resource.attributes[0].value.string_value == Redactor().redact_text(text)
 
 
 def test_a_request_without_secrets_is_not_changed() -> None:
