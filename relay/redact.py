@@ -35,6 +35,7 @@ REDACTED = "[REDACTED]"
 # behind each "=", so the scan runs at the speed of a literal search.
 _SENSITIVE_NAMES = ("secret_access_key", "token", "password", "passwd", "secret", "api_key", "apikey")
 _AFTER_NAME = "|".join(f"(?<=(?i:{name})=)" for name in _SENSITIVE_NAMES)
+_LAST_LETTERS = "[" + "".join(sorted({c for name in _SENSITIVE_NAMES for c in (name[-1], name[-1].upper())})) + "]"
 _TOKEN68 = r"[A-Za-z0-9._~+/-]"  # RFC 7235 token68, the credentials after Bearer / Basic
 _CREDENTIALS = rf"(?={_TOKEN68}*[A-Z0-9])({_TOKEN68}{{8,}}=*)"  # 8 or more, a digit or capital in them
 
@@ -50,7 +51,7 @@ _DEFAULTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # NAME=value, NAME="value", NAME='value': env, argv (--build-arg NPM_TOKEN=x), URL queries.
     # Unquoted, the value ends at white space, a quote, a comma, ; or & (as buildx's history
     # export does); quoted, at the closing quote on the same line.
-    (rf"""=(?:{_AFTER_NAME})(?:"([^"\n]+)"|'([^'\n]+)'|["']?([^\s"',;&]+))""", ("=",)),
+    (rf"""=(?<={_LAST_LETTERS}=)(?:{_AFTER_NAME})(?:"([^"\n]+)"|'([^'\n]+)'|["']?([^\s"',;&]+))""", ("=",)),
     # Authorization credentials after Bearer, bearer, BEARER, Basic, basic, BASIC; the lookahead
     # leaves English ("Bearer token", "basic auth") alone. Each starts with a literal: the fast
     # way to search (an alternation, or (?i), makes the engine try every position).

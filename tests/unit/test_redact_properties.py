@@ -57,7 +57,8 @@ secrets = st.one_of(
 )
 
 # Random text around a secret, with the characters the patterns care about over-represented.
-noise = st.text(alphabet=st.one_of(st.characters(codec="utf-8"), st.sampled_from(list("=:@/'\", ;&_\n\t"))), max_size=30)
+noise = st.text(alphabet=st.one_of(st.characters(codec="utf-8"), st.sampled_from(list("=:@/'\", ;&_\n\t"))),
+                max_size=30)
 
 
 def _strings(request: ExportTraceServiceRequest) -> Iterator[tuple[object, str]]:
