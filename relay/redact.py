@@ -87,6 +87,12 @@ class Rule:
                 return text  # no match can exist without a needle
         return self.pattern.sub(self._replace, text)
 
+    def search(self, text: str) -> bool:
+        """Whether the pattern matches anywhere in ``text``."""
+        if self._needles and not any(needle in text for needle in self._needles):
+            return False
+        return self.pattern.search(text) is not None
+
     def _replace(self, match: re.Match[str]) -> str:
         start, end = match.span((match.lastindex or 0) if self._alternatives else self._group)
         if start == end:  # an empty match or group, or a group that took no part: nothing to hide
@@ -101,14 +107,6 @@ class Rule:
 DEFAULT_RULES = tuple(Rule(re.compile(pattern, re.ASCII), needles=needles, alternatives=True)
                       for pattern, needles in _DEFAULTS)
 _WIRE_PATTERNS = tuple(re.compile(pattern.encode()) for pattern, _ in _DEFAULTS)
-
-
-def _wire_may_hold_secrets(data: bytes) -> bool:
-    """Whether any default pattern matches somewhere in a serialized request. Every string of a
-    request sits in its wire bytes as UTF-8, whole, and no default pattern looks past the ends of
-    what it matches (no anchors, no word boundaries, no negative lookarounds), so a match in any
-    string is a match here; the converse does not hold, which only costs a walk."""
-    return any(pattern.search(data) is not None for pattern in _WIRE_PATTERNS)
 
 
 _QUOTED_PART = re.compile(r"\s*['\"\\?]")  # where re.error's message starts quoting the pattern
@@ -175,19 +173,31 @@ class Redactor:
         """Redact ``request`` in place; the number of string values changed."""
         if not self.enabled:
             return 0
-        rules = self._added  # they may use anchors or lookarounds: they always look at each string
-        if self._defaults and _wire_may_hold_secrets(request.SerializeToString()):
-            rules = self._defaults + rules  # most requests hold no secret: one pass over the bytes says so
-        if not rules:
+        # Most requests hold no secret: one search of the wire bytes per default pattern says so.
+        found = self._found_in(request.SerializeToString()) if self._defaults else ()
+        if not found and not self._added:
             return 0
-        places = _strings(request)
+        rules = (self._defaults if found else ()) + self._added
         changed = 0
-        for message, name, text in places:
+        for message, name, text in _strings(request):
+            # A string no pattern found in the wire matches is left alone; the others go through
+            # every pattern in order (one replacement can reveal a match to the next). Added
+            # patterns may use anchors or lookarounds the wire would fool: they see every string.
+            if not self._added and not any(rule.search(text) for rule in found):
+                continue
             redacted = _apply(rules, text)
             if redacted != text:
                 setattr(message, name, redacted)
                 changed += 1
         return changed
+
+    def _found_in(self, data: bytes) -> tuple[Rule, ...]:
+        """The default patterns that match somewhere in a serialized request. Every string of a
+        request sits in its wire bytes as UTF-8, whole, and no default pattern looks past the ends
+        of what it matches (no anchors, no word boundaries, no negative lookarounds), so each
+        pattern matching a string is found here; the converse does not hold, which costs a walk."""
+        return tuple(rule for rule, wire in zip(DEFAULT_RULES, _WIRE_PATTERNS, strict=True)
+                     if wire.search(data) is not None)
 
 
 def _apply(rules: tuple[Rule, ...], text: str) -> str:
