@@ -174,7 +174,7 @@ def main() -> None:
     requests, source = load_requests()
     lines = ["# Redaction cost", "", "`python -m bench.redact --write`; least CPU time of several passes, "
              "one thread.", "", *trace_table(requests, source), "",
-             *strings_table("typical value", TYPICAL, "per value"), "",
+             *strings_table("typical value, in a request where a pattern was found", TYPICAL, "per value"), "",
              *strings_table("worst case", WORST_CASE, "per character"), "",
              *largest_request_table(), ""]
     text = "\n".join(lines)
