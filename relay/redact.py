@@ -161,13 +161,14 @@ class Redactor:
     def __init__(self, patterns: Sequence[re.Pattern[str]] = (), *, defaults: bool = True) -> None:
         self._defaults = DEFAULT_RULES if defaults else ()
         self._added = tuple(Rule(pattern) for pattern in patterns)
+        self._all = self._defaults + self._added
 
     @property
     def enabled(self) -> bool:
-        return bool(self._defaults or self._added)
+        return bool(self._all)
 
     def redact_text(self, text: str) -> str:
-        return _apply(self._defaults + self._added, text)
+        return _apply(self._all, text)
 
     def redact(self, request: ExportTraceServiceRequest) -> int:
         """Redact ``request`` in place; the number of string values changed."""
