@@ -21,7 +21,7 @@ needles (a literal every match of it contains). Added patterns run on every stri
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -179,12 +179,13 @@ class Redactor:
         if not found and not self._added:
             return 0
         rules = (self._defaults if found else ()) + self._added
+        found_rules = tuple(rule for rule, _ in found)
         changed = 0
-        for message, name, text in _strings(request):
+        for message, name, text in _strings(request, None if self._added else _Holds(found)):
             # A string no pattern found in the wire matches is left alone; the others go through
             # every pattern in order (one replacement can reveal a match to the next). Added
             # patterns may use anchors or lookarounds the wire would fool: they see every string.
-            if not self._added and not any(rule.search(text) for rule in found):
+            if not self._added and not any(rule.search(text) for rule in found_rules):
                 continue
             redacted = _apply(rules, text)
             if redacted != text:
@@ -192,13 +193,26 @@ class Redactor:
                 changed += 1
         return changed
 
-    def _found_in(self, data: bytes) -> tuple[Rule, ...]:
-        """The default patterns that match somewhere in a serialized request. Every string of a
-        request sits in its wire bytes as UTF-8, whole, and no default pattern looks past the ends
-        of what it matches (no anchors, no word boundaries, no negative lookarounds), so each
-        pattern matching a string is found here; the converse does not hold, which costs a walk."""
-        return tuple(rule for rule, wire in zip(DEFAULT_RULES, _WIRE_PATTERNS, strict=True)
+    def _found_in(self, data: bytes) -> tuple[tuple[Rule, re.Pattern[bytes]], ...]:
+        """The default patterns (and their bytes twins) that match somewhere in serialized data.
+        Every string of a message sits in its wire bytes as UTF-8, whole, and no default pattern
+        looks past the ends of what it matches (no anchors, no word boundaries, no negative
+        lookarounds), so a pattern matching a string is found here; the converse does not hold,
+        which only costs a walk."""
+        return tuple((rule, wire) for rule, wire in zip(DEFAULT_RULES, _WIRE_PATTERNS, strict=True)
                      if wire.search(data) is not None)
+
+
+class _Holds:
+    """Whether a span's own wire bytes match one of the patterns found in its request: the spans
+    that do not are not walked."""
+
+    def __init__(self, found: tuple[tuple[Rule, re.Pattern[bytes]], ...]) -> None:
+        self._wires = tuple(wire for _, wire in found)
+
+    def __call__(self, span: Span) -> bool:
+        data = span.SerializeToString()
+        return any(wire.search(data) is not None for wire in self._wires)
 
 
 def _apply(rules: tuple[Rule, ...], text: str) -> str:
@@ -210,16 +224,18 @@ def _apply(rules: tuple[Rule, ...], text: str) -> str:
 _Place = tuple[Any, str, str]  # (message, field name, the string it holds)
 
 
-def _strings(request: ExportTraceServiceRequest) -> list[_Place]:
+def _strings(request: ExportTraceServiceRequest, keep: Callable[[Span], bool] | None = None) -> list[_Place]:
     """Every string redaction looks at: attribute strings at any depth of resources, scopes,
-    spans, events and links; span names, status messages and event names."""
+    spans, events and links; span names, status messages and event names. With ``keep``, only
+    the spans it keeps."""
     places: list[_Place] = []
     for resource_spans in request.resource_spans:
         _attribute_strings(resource_spans.resource.attributes, places)
         for scope_spans in resource_spans.scope_spans:
             _attribute_strings(scope_spans.scope.attributes, places)
             for span in scope_spans.spans:
-                _span_strings(span, places)
+                if keep is None or keep(span):
+                    _span_strings(span, places)
     return places
 
 

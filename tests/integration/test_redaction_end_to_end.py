@@ -14,7 +14,7 @@ NPM_SECRET = "npmsecret0123"
 BEARER = "eyJhbGciOiJIUzI1NiJ9.e30.Q5x9"
 URL_PASSWORD = "pw1234567"
 CORP = "corp-424242"
-SECRETS = (GHP[4:], NPM_SECRET, BEARER, URL_PASSWORD, CORP)
+DEFAULT_SHAPES = (GHP[4:], NPM_SECRET, BEARER, URL_PASSWORD)
 
 
 def _send_build_with_secrets(port: int) -> None:
@@ -42,25 +42,37 @@ def _wire(sink: HttpCollectorSink) -> bytes:
 
 def test_secrets_become_redacted_before_jaeger_and_are_counted(make_relay: RelayFactory) -> None:
     with HttpCollectorSink() as sink:
-        relay = make_relay("--jaeger-collector", sink.url, "--redact-pattern", r"corp-\d{6}")
+        relay = make_relay("--jaeger-collector", sink.url)
         _send_build_with_secrets(relay.otlp_port)
         assert sink.wait_for_spans(2, timeout=10)
         wire = _wire(sink)
-        for secret in SECRETS:
+        for secret in DEFAULT_SHAPES:
             assert secret.encode() not in wire
+        assert CORP.encode() in wire  # not a default shape
         build = next(span for span in sink.spans() if span.operationName == "build")
         tags = _tags(build)
         assert "NPM_TOKEN=[REDACTED]" in tags["command"] and "ghp_[REDACTED]" in tags["command"]
         assert '"--no-cache"' in tags["command"]
         assert tags["http.request.header.authorization"] == "Bearer [REDACTED]"
-        assert tags["ticket"] == "[REDACTED] approved"
+        assert tags["ticket"] == f"{CORP} approved"
         assert tags["retries"] == 2
         assert [f.vStr for log in build.logs for f in log.fields if f.key == "url.full"] == \
             ["https://u:[REDACTED]@h.example.com/x"]
         process_tags = {tag.key: tag.vStr for batch in sink.batches for tag in batch.process.tags or ()}
         assert process_tags["vcs.url"] == "https://ci:[REDACTED]@git.example.com/r"
         # the resource's vcs.url in each of the 2 Export requests (one span each), 2 argv
-        # elements, authorization, ticket, the event's url.full, the link's why: 8 string values
+        # elements, authorization, the event's url.full, the link's why: 7 string values
+        assert relay.metrics.registry.get_sample_value("trace_relay_redacted_values_total") == 7
+
+
+def test_added_patterns_apply_with_the_defaults(make_relay: RelayFactory) -> None:
+    with HttpCollectorSink() as sink:
+        relay = make_relay("--jaeger-collector", sink.url, "--redact-pattern", r"corp-\d{6}")
+        _send_build_with_secrets(relay.otlp_port)
+        assert sink.wait_for_spans(2, timeout=10)
+        wire = _wire(sink)
+        for secret in (*DEFAULT_SHAPES, CORP):
+            assert secret.encode() not in wire
         assert relay.metrics.registry.get_sample_value("trace_relay_redacted_values_total") == 8
 
 
