@@ -117,15 +117,19 @@ def split_patterns(text: str) -> list[str]:
     (``\\,`` is a literal comma anywhere); empty items are skipped."""
     items: list[str] = []
     current: list[str] = []
-    depth, escaped = 0, False
+    depth, in_class, escaped = 0, False, False
     for char in text:
         if escaped:
             escaped = False
         elif char == "\\":
             escaped = True
-        elif char in "([{":
+        elif in_class:
+            in_class = char != "]"  # ( { , inside [...] are plain characters
+        elif char == "[":
+            in_class = True
+        elif char in "({":
             depth += 1
-        elif char in ")]}":
+        elif char in ")}":
             depth = max(0, depth - 1)
         elif char == "\n" or (char == "," and depth == 0):
             items.append("".join(current))

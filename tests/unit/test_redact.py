@@ -164,6 +164,7 @@ def test_a_pattern_with_two_groups_redacts_its_whole_match_and_empty_matches_red
 
 def test_patterns_split_on_newlines_and_top_level_commas() -> None:
     assert split_patterns("a{1,3}, [,x],(b|c,d)\n e\\,f,,") == ["a{1,3}", "[,x]", "(b|c,d)", "e\\,f"]
+    assert split_patterns("[(],x,[\\]],y") == ["[(]", "x", "[\\]]", "y"]
 
 
 def test_flags_and_env_twins_build_the_patterns() -> None:
