@@ -27,6 +27,7 @@ from relay.insights import BuildObserver
 from relay.insights.report import routes
 from relay.metrics import Metrics, Snapshot
 from relay.receiver import TraceReceiver
+from relay.redact import Redactor
 from relay.spanqueue import SpanQueue
 from relay.worker import RetryPolicy, Worker
 
@@ -73,8 +74,10 @@ class Relay:
         self.health = Health(self.worker.is_alive, worker_idle_for=self.worker.idle_for,
                              pending=lambda: self.queue.held,
                              stall_timeout=stall_timeout(config, retry))
+        redactor = Redactor(config.redact_pattern, defaults=not config.no_default_redaction)
         self.receiver = TraceReceiver(self.queue, self.metrics.ledger, config.auth_token,
-                                      accepting=self.health.accepting)
+                                      accepting=self.health.accepting, redactor=redactor,
+                                      redacted=self.metrics.redacted_values.inc)
         self._server = self._grpc_server()
         self.otlp_port = self._bind(config)
         self._admin = self._admin_server(config.admin_endpoint)

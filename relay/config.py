@@ -20,6 +20,7 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 from relay.credentials import FileProblem, TlsMaterial, load_tls, read_token
+from relay.redact import compile_patterns, split_patterns
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -79,6 +80,8 @@ class Config:
     builds_kept: int = 100
     jaeger_ui_url: str | None = None
     worker_stall_timeout: float | None = None  # None: --jaeger-timeout + longest retry wait + margin
+    redact_pattern: tuple[re.Pattern[str], ...] = field(default=(), repr=False)  # may spell a secret
+    no_default_redaction: bool = False
     # The content of the files above, read once by load_config.
     tls: TlsMaterial | None = None
     auth_token: bytes | None = field(default=None, repr=False)
@@ -192,12 +195,24 @@ def _text(text: str) -> str:
     return text
 
 
+def _switch(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"must be true or false, got {text!r}")
+    return value in ("true", "1", "yes")
+
+
+def _patterns(text: str) -> tuple[re.Pattern[str], ...]:
+    return compile_patterns(split_patterns(text))
+
+
 @dataclass(frozen=True)
 class _Flag:
     name: str
     parse: Callable[[str], object]
     help: str
     metavar: str = ""
+    action: str = "store"  # "append": repeatable, values joined by newlines; "switch": no value
 
 
 FLAGS: tuple[_Flag, ...] = (
@@ -234,6 +249,9 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("worker-stall-timeout", _positive_duration,
           "exporter worker without progress this long while spans wait: unhealthy "
           "(default --jaeger-timeout + 45s)", "DURATION"),
+    _Flag("redact-pattern", _patterns, "regex whose match (or its one group) becomes [REDACTED] in span strings; "
+          "repeatable (env: newline or comma separated)", "REGEX", "append"),
+    _Flag("no-default-redaction", _switch, "do not redact the well-known token shapes", action="switch"),
 )
 FLAG_NAMES = tuple(flag.name for flag in FLAGS)
 
@@ -269,7 +287,11 @@ def build_parser(prog: str = "trace-relay") -> argparse.ArgumentParser:
     )
     for flag in FLAGS:
         # Values stay strings here: parsing happens in load_config so the env twins share it.
-        parser.add_argument(f"--{flag.name}", metavar=flag.metavar, help=flag.help, default=None)
+        if flag.action == "switch":
+            parser.add_argument(f"--{flag.name}", help=flag.help, action="store_const", const="true", default=None)
+        else:
+            parser.add_argument(f"--{flag.name}", metavar=flag.metavar, help=flag.help, default=None,
+                                action=flag.action)
     return parser
 
 
@@ -304,7 +326,10 @@ def _raw_settings(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, 
     environ = {key: value for key, value in environ.items() if value.strip()}
     raw: dict[str, _Raw] = {}
     for name in FLAG_NAMES:
-        found = _one_setting(name, args[name.replace("-", "_")], environ)
+        value = args[name.replace("-", "_")]
+        if isinstance(value, list):  # a repeated flag
+            value = "\n".join(value)
+        found = _one_setting(name, value, environ)
         if found is not None:
             raw[name] = found
     if "jaeger-agent" not in raw and (OTEL_AGENT_HOST in environ or OTEL_AGENT_PORT in environ):

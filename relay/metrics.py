@@ -229,6 +229,10 @@ class Metrics:
             f"{PREFIX}_exporter_batch_spans", "Spans handed to the exporter in one batch.",
             registry=registry, buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
         )
+        self.redacted_values = PromCounter(
+            f"{PREFIX}_redacted_values", "String values in received spans whose secrets were redacted.",
+            registry=registry,
+        )
 
     def watch_queue(self, stats: Callable[[], QueueStatsLike], max_bytes: int, *, durable: bool) -> None:
         self.registry.register(_QueueCollector(stats, max_bytes, durable))

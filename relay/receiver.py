@@ -33,6 +33,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from relay.convert import convert_request, request_span_count
 from relay.metrics import Ledger
+from relay.redact import Redactor
 from relay.spanqueue import Reservation, SpanQueue
 
 logger = logging.getLogger(__name__)
@@ -59,11 +60,14 @@ _WORKER_UNAVAILABLE = _unavailable_status("trace-relay cannot export now (its ex
 
 
 class TraceReceiver:
-    def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None,
-                 accepting: Callable[[], bool] = lambda: True) -> None:
+    def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None, *,
+                 accepting: Callable[[], bool] = lambda: True, redactor: Redactor | None = None,
+                 redacted: Callable[[int], None] | None = None) -> None:
         self._accepting = accepting  # False while the exporter worker is dead or stalled
         self._queue = queue
         self._ledger = ledger
+        self._redactor = redactor or Redactor()
+        self._count_redacted = redacted or (lambda _count: None)
         self._token = auth_token or None
         self.shutting_down = False
 
@@ -117,8 +121,12 @@ class TraceReceiver:
 
     def _export(self, request: ExportTraceServiceRequest, data: bytes, reservation: Reservation,
                 context: grpc.ServicerContext) -> bytes:
-        """Convert and queue into the reserved room, which is used up either way."""
+        """Redact, convert and queue into the reserved room, which is used up either way."""
         try:
+            redacted = self._redactor.redact(request)  # before anything keeps a string
+            self._count_redacted(redacted)
+            if redacted:
+                data = request.SerializeToString()  # what the disk queue keeps is redacted too
             converted = convert_request(request)
         except BaseException:
             self._queue.cancel(reservation)

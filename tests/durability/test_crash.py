@@ -234,3 +234,21 @@ def test_an_outage_of_minutes_with_retry_forever_and_a_restart_loses_none_sends_
             assert scrape(again.admin_port).dropped == {}
         finally:
             again.close()
+
+
+def test_a_secret_never_reaches_the_disk_queue(tmp_path: Path) -> None:
+    """Redaction runs before the record is written: the disk holds the redacted request."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    with HttpCollectorSink() as sink:
+        sink.status_for = lambda _n, _r: 503  # nothing leaves: the spans stay on disk
+        relay = RelayProcess(*flags(tmp_path, sink))
+        try:
+            attribute = KeyValue(key="command", value=AnyValue(string_value=f"git clone https://x:{token}@github.com/a/b"))
+            raw_export(relay.otlp_port, request(span("clone", attributes=[attribute])))
+            on_disk = b"".join(path.read_bytes() for path in tmp_path.glob("seg-*.log"))
+            assert b"[REDACTED]" in on_disk
+            assert token.encode() not in on_disk
+        finally:
+            relay.close()
