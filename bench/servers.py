@@ -47,7 +47,7 @@ class ServerProcess:
         if self.kind == "relay":
             target = (["--jaeger-agent", f"127.0.0.1:{sink_port}"] if output == "agent"
                       else ["--jaeger-collector", f"http://127.0.0.1:{sink_port}/api/traces"])
-            return [*_relay_command(), "--otlp-grpc-endpoint", "127.0.0.1:0",
+            return [*_relay_command(), "--otlp-grpc-endpoint", "127.0.0.1:0", "--otlp-http-endpoint", "127.0.0.1:0",
                     "--admin-endpoint", "127.0.0.1:0", *target, *extra_args]
         if self.kind == "naive":
             target = (["--agent", f"127.0.0.1:{sink_port}"] if output == "agent"

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from concurrent import futures
 from dataclasses import dataclass
@@ -19,9 +20,11 @@ from relay.config import Config, HostPort
 from relay.exporters.base import Exporter
 from relay.exporters.factory import build_exporter
 from relay.health import Health
+from relay.ingest import Ingest
 from relay.insights import BuildObserver
 from relay.metrics import Metrics, Snapshot
 from relay.receiver import TraceReceiver
+from relay.receiver_http import HttpSettings, OtlpHttpServer
 from relay.spanqueue import SpanQueue
 from relay.worker import RetryPolicy, Worker
 
@@ -56,9 +59,12 @@ class Relay:
         )
         self.health = Health(self.worker.is_alive)
         token = config.auth_token_file.read_bytes().strip() if config.auth_token_file else None
-        self.receiver = TraceReceiver(self.queue, self.metrics.ledger, token)
+        self.ingest = Ingest(self.queue, self.metrics.ledger, token)
+        self.receiver = TraceReceiver(self.ingest)
         self._server = self._grpc_server()
         self.otlp_port = self._bind(config)
+        self._http = self._http_server(config)
+        self.http_port = self._http.port
         self._admin = self._admin_server(config.admin_endpoint)
         self.admin_port = self._admin.port
         self._report: ShutdownReport | None = None
@@ -66,22 +72,27 @@ class Relay:
     def start(self) -> None:
         self.worker.start()
         self._server.start()
+        self._http.start()
         self._admin.start()
         self.health.serving()
-        logger.info("trace-relay listening: OTLP/gRPC on %s (port %d), admin on port %d, exporting to %s",
-                    self.config.otlp_grpc_endpoint, self.otlp_port, self.admin_port, self._target())
+        logger.info("trace-relay listening: OTLP/gRPC on %s (port %d), admin on port %d, "
+                    "OTLP/HTTP on %s (port %d), exporting to %s",
+                    self.config.otlp_grpc_endpoint, self.otlp_port, self.admin_port,
+                    self.config.otlp_http_endpoint, self.http_port, self._target())
 
     def shutdown(self) -> ShutdownReport:
-        """Health NOT_SERVING -> stop the gRPC server (in-flight requests finish) -> close the
+        """Health NOT_SERVING -> stop both OTLP servers (in-flight requests finish) -> close the
         queue -> the worker drains until the deadline -> exporter shut down (by the worker) ->
         admin server stopped. One deadline: ``--shutdown-timeout`` from now. Idempotent."""
         if self._report is not None:
             return self._report
         deadline = time.monotonic() + self.config.shutdown_timeout
         self.health.shutting_down()
-        self.receiver.shutting_down = True
+        self.ingest.shutting_down = True
         grace = min(5.0, self.config.shutdown_timeout / 4)
-        self._server.stop(grace).wait(grace + 1)
+        stopped = self._server.stop(grace)
+        self._http.stop(grace)
+        stopped.wait(grace + 1)
         clean = self.worker.stop(max(0.0, deadline - time.monotonic()))
         for batch in self.queue.drain():  # only non-empty if the worker did not finish
             self.metrics.ledger.dropped("shutdown", len(batch))
@@ -124,6 +135,21 @@ class Relay:
         except RuntimeError as exc:
             raise StartupError(f"--otlp-grpc-endpoint: cannot listen on {address}: {exc}") from None
 
+    def _http_server(self, config: Config) -> OtlpHttpServer:
+        try:
+            settings = HttpSettings(
+                max_body=config.max_recv_msg_size_mib * MIB, read_timeout=config.otlp_http_read_timeout,
+                max_concurrent=config.max_concurrent_rpcs, max_connections=4 * config.max_concurrent_rpcs,
+                tls=_http_tls(config))
+            return OtlpHttpServer(config.otlp_http_endpoint, self.ingest, settings)
+        except StartupError:
+            self._server.stop(None)
+            raise
+        except OSError as exc:
+            self._server.stop(None)
+            raise StartupError(f"--otlp-http-endpoint: cannot listen on {config.otlp_http_endpoint}: "
+                               f"{exc.strerror}") from None
+
     @staticmethod
     def _credentials(config: Config) -> grpc.ServerCredentials:
         if config.tls_cert_file is None or config.tls_key_file is None:
@@ -138,9 +164,25 @@ class Relay:
             return AdminServer(endpoint, self.metrics.registry, self.health)
         except OSError as exc:
             self._server.stop(None)
+            self._http.stop(0)
             raise StartupError(f"--admin-endpoint: cannot listen on {endpoint}: {exc.strerror}") from None
 
     def _target(self) -> str:
         if self.config.jaeger_collector:
             return f"Jaeger collector {self.config.jaeger_collector}"
         return f"Jaeger agent {self.config.jaeger_agent} (UDP)"
+
+
+def _http_tls(config: Config) -> ssl.SSLContext | None:
+    """The OTLP/HTTP listener's TLS, from the same files as the gRPC listener's."""
+    if config.tls_cert_file is None or config.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+        if config.tls_client_ca_file is not None:
+            context.load_verify_locations(config.tls_client_ca_file)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"--tls-cert-file: cannot use the TLS certificate, key or client CA: {exc}") from None
+    return context

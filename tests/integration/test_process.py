@@ -63,8 +63,8 @@ def test_send_test_trace_says_when_no_relay_answers() -> None:
 def test_a_taken_port_is_one_line_and_exit_2(sink: UdpAgentSink) -> None:
     relay = RelayProcess("--jaeger-agent", f"127.0.0.1:{sink.port}")
     result = subprocess.run([sys.executable, "-m", "relay", "--otlp-grpc-endpoint", f"127.0.0.1:{relay.otlp_port}",
-                             "--admin-endpoint", "127.0.0.1:0"], capture_output=True, text=True, timeout=60,
-                            check=False)
+                             "--otlp-http-endpoint", "127.0.0.1:0", "--admin-endpoint", "127.0.0.1:0"],
+                            capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("trace-relay: error: --otlp-grpc-endpoint: cannot listen")
     assert len(result.stderr.strip().splitlines()) == 1

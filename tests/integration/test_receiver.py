@@ -162,14 +162,19 @@ def test_gzip_compressed_requests_are_accepted(make_relay: RelayFactory) -> None
 
 
 def test_a_request_larger_than_the_queue_is_refused_for_good_and_counted(make_relay: RelayFactory) -> None:
-    """It could never be queued whole: not retryable (a retry would loop until the client gives up)."""
+    """It could never be queued whole: a server limit, RESOURCE_EXHAUSTED without RetryInfo (OTLP
+    clients do not retry that; with RetryInfo they would loop until they give up)."""
     exporter = RecordingExporter()
     relay = make_relay("--queue-size", "5", "--max-batch-size", "5", exporter=exporter)
     spans = [Span(name=f"s{i}", **{**GOOD, "span_id": (i + 1).to_bytes(8, "big")}) for i in range(6)]
     with pytest.raises(grpc.RpcError) as info:
         raw_export(relay.otlp_port, _request(*spans))
-    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "--queue-size" in (info.value.details() or "")
+    details = dict(info.value.trailing_metadata() or ()).get("grpc-status-details-bin")
+    status = status_pb2.Status.FromString(details or b"")
+    assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert not any(detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for detail in status.details)
     assert relay.metrics.ledger.snapshot().rejected == {"request_exceeds_queue": 6}
     raw_export(relay.otlp_port, _request(*spans[:5]))  # a request that fits still goes through
     assert exporter.wait_for_spans(5)

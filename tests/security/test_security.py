@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceS
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from relay.app import Relay
+from relay.ingest import Ingest
 from relay.metrics import Ledger
 from relay.receiver import TraceReceiver
 from relay.spanqueue import SpanQueue
@@ -160,7 +161,7 @@ def test_missing_or_wrong_token_is_unauthenticated_and_the_body_never_parsed(
 
 def test_unauthenticated_handler_never_reads_the_request() -> None:
     """Direct: the refusal gets a request iterator that explodes if touched."""
-    receiver = TraceReceiver(SpanQueue(10), Ledger(capacity=10), TOKEN.encode())
+    receiver = TraceReceiver(Ingest(SpanQueue(10), Ledger(capacity=10), TOKEN.encode()))
 
     class Untouchable:
         def __iter__(self) -> Iterator[bytes]:
@@ -171,8 +172,8 @@ def test_unauthenticated_handler_never_reads_the_request() -> None:
     class Context:
         code: grpc.StatusCode | None = None
 
-        def abort(self, code: grpc.StatusCode, _details: str) -> None:
-            self.code = code
+        def abort_with_status(self, status: grpc.Status) -> None:
+            self.code = status.code
             raise grpc.RpcError
 
     context = Context()

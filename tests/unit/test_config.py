@@ -22,7 +22,8 @@ def test_defaults_are_the_documented_ones() -> None:
     assert config.jaeger_agent == HostPort("localhost", 6831)
     assert config.admin_endpoint == HostPort("0.0.0.0", 8888)
     assert config.jaeger_collector is None
-    assert (config.queue_size, config.max_recv_msg_size_mib) == (20000, 4)
+    assert (config.queue_size, config.max_recv_msg_size_mib) == (20000, 64)
+    assert config.otlp_http_endpoint == HostPort("0.0.0.0", 4318)
     assert (config.retry_max_elapsed, config.shutdown_timeout) == (60.0, 20.0)
     assert config == Config()
 

@@ -1,0 +1,167 @@
+"""The receivers' shared core: one decoded Export request in, one :class:`Outcome` out.
+
+Both receivers (OTLP/gRPC in ``receiver``, OTLP/HTTP in ``receiver_http``) call it and differ only
+in how they write an Outcome on the wire. Every call to the queue (reserve, commit, cancel) is in
+:meth:`Ingest.traces`, in this one place.
+
+    request -> fits the queue at all? -> reserve room -> convert -> commit -> Outcome
+
+- a request with more spans than the queue holds can never be queued: TOO_LARGE, not retryable
+  (gRPC RESOURCE_EXHAUSTED without RetryInfo, HTTP 413)
+- no room now, or shutting down: REFUSED with a retry delay; nothing of the request is queued
+  (gRPC UNAVAILABLE + RetryInfo, HTTP 503 + Retry-After)
+- invalid spans are rejected alone and reported in ``partial_success``; the rest go through
+- metric and log pushes are answered success, counted, and not forwarded
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from relay.convert import Converted, convert_request, request_span_count
+from relay.metrics import SIGNALS, Ledger
+from relay.spanqueue import SpanQueue
+
+logger = logging.getLogger(__name__)
+
+RETRY_DELAY_SECONDS = 2
+_MAX_CLIENTS_LOGGED = 1024  # clients remembered per signal for the one-line-per-client log
+
+
+class Verdict(enum.Enum):
+    OK = "OK"
+    INVALID = "INVALID_ARGUMENT"  # undecodable request
+    TOO_LARGE = "RESOURCE_EXHAUSTED"  # a server limit: retrying cannot help
+    REFUSED = "UNAVAILABLE"  # retry after ``retry_after`` seconds
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    message: str = ""
+    response: ExportTraceServiceResponse = field(default_factory=ExportTraceServiceResponse)
+    retry_after: int = 0
+
+    @property
+    def code(self) -> str:
+        """The gRPC status code name, also the ``code`` label of the request metric."""
+        return self.verdict.value
+
+
+_SHUTTING_DOWN = "trace-relay is shutting down; retry later"
+_QUEUE_FULL = "trace-relay queue is full; retry later"
+
+
+class Ingest:
+    """The decisions both receivers share; safe to call from many handler threads."""
+
+    def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None) -> None:
+        self._queue = queue
+        self._ledger = ledger
+        self._token = auth_token or None
+        self._clients = _ClientsSeen()
+        self.shutting_down = False
+
+    def authorized(self, header: str | bytes | None) -> bool:
+        """RFC 6750 ``Bearer <token>`` (scheme case-insensitive, RFC 7235), compared in constant time.
+        Always true without a configured token."""
+        if self._token is None:
+            return True
+        if header is None:
+            return False
+        given = header.encode() if isinstance(header, str) else header
+        scheme, _, token = given.strip().partition(b" ")
+        valid = scheme.lower() == b"bearer"
+        return hmac.compare_digest(token.strip(), self._token) and valid
+
+    def unauthenticated(self, transport: str) -> Outcome:
+        self._ledger.request(Verdict.UNAUTHENTICATED.value, transport=transport)
+        return Outcome(Verdict.UNAUTHENTICATED, "missing or invalid bearer token")
+
+    def invalid(self, transport: str, message: str) -> Outcome:
+        """A request that could not be decoded (or, on HTTP, not read)."""
+        self._ledger.request(Verdict.INVALID.value, transport=transport)
+        return Outcome(Verdict.INVALID, message)
+
+    def over_size_limit(self, transport: str, message: str) -> Outcome:
+        """A request body over ``--max-recv-msg-size-mib`` (after decompression)."""
+        self._ledger.request(Verdict.TOO_LARGE.value, transport=transport)
+        return Outcome(Verdict.TOO_LARGE, message)
+
+    def traces(self, request: ExportTraceServiceRequest, transport: str) -> Outcome:
+        count = request_span_count(request)
+        if count > self._queue.capacity:
+            self._ledger.request(Verdict.TOO_LARGE.value, rejected=[("request_exceeds_queue", count)],
+                                 transport=transport)
+            return Outcome(Verdict.TOO_LARGE,
+                           f"request has {count} spans, more than the relay's queue holds "
+                           f"({self._queue.capacity}, --queue-size): send smaller batches")
+        if self.shutting_down or not self._queue.reserve(count):
+            return self._refused(transport, count)
+        committed = False
+        try:
+            converted = convert_request(request)
+            if converted.batches:
+                committed = self._queue.commit(converted.batches, count)
+                if not committed:  # closed for shutdown since the reservation
+                    return self._refused(transport, count - converted.rejected_count, converted)
+            self._ledger.request(Verdict.OK.value, accepted=converted.span_count,
+                                 rejected=converted.rejected.items(), transport=transport)
+            return Outcome(Verdict.OK, response=_response(converted))
+        finally:
+            if not committed:
+                self._queue.cancel(count)
+
+    def other_signal(self, signal: str, transport: str, client: str) -> Outcome:
+        """A metric or log push: success, counted, not forwarded; one log line per client."""
+        self._ledger.signal(signal, transport)
+        if self._clients.first(signal, client):
+            logger.info("accepted OTLP %s from %s over %s; trace-relay forwards traces only, "
+                        "so they are counted and dropped (logged once per client)", signal, client, transport)
+        return Outcome(Verdict.OK)
+
+    def _refused(self, transport: str, count: int, converted: Converted | None = None) -> Outcome:
+        closing = self.shutting_down or self._queue.closed
+        reason = "shutting_down" if closing else "queue_full"
+        rejected = converted.rejected.items() if converted else ()
+        self._ledger.request(Verdict.REFUSED.value, refused=(reason, count), rejected=rejected,
+                             transport=transport)
+        return Outcome(Verdict.REFUSED, _SHUTTING_DOWN if closing else _QUEUE_FULL,
+                       retry_after=RETRY_DELAY_SECONDS)
+
+
+class _ClientsSeen:
+    """The clients that pushed each signal not forwarded, so each is logged once (bounded)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[str, set[str]] = {signal: set() for signal in SIGNALS}
+
+    def first(self, signal: str, client: str) -> bool:
+        """True the first time ``client`` pushes ``signal`` (and while fewer than the bound were seen)."""
+        with self._lock:
+            seen = self._clients[signal]
+            if client in seen or len(seen) >= _MAX_CLIENTS_LOGGED:
+                return False
+            seen.add(client)
+            return True
+
+
+def _response(converted: Converted) -> ExportTraceServiceResponse:
+    if not converted.rejected:
+        return ExportTraceServiceResponse()
+    counts = ", ".join(f"{count} {reason}" for reason, count in sorted(converted.rejected.items()))
+    message = f"rejected {converted.rejected_count} invalid spans ({counts}); first: {converted.first_error}"
+    return ExportTraceServiceResponse(
+        partial_success=ExportTracePartialSuccess(rejected_spans=converted.rejected_count, error_message=message))
