@@ -188,9 +188,14 @@ class _PooledServer(HTTPServer):
             self._slots.release()
 
     def _handshake(self, sock: socket.socket, tls: ssl.SSLContext) -> socket.socket:
-        wrapped = tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        wrapped = tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)  # takes sock's fd
         self.reaper.set(wrapped, time.monotonic() + self.settings.read_timeout)
-        wrapped.do_handshake()
+        try:
+            wrapped.do_handshake()
+        except BaseException:
+            self.reaper.set(wrapped, None)
+            wrapped.close()
+            raise
         return wrapped
 
     def drain(self, grace: float) -> None:

@@ -3,6 +3,7 @@ and certificates made at test time; secrets kept out of logs, metrics and --help
 
 from __future__ import annotations
 
+import http.client
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from relay.receiver import TraceReceiver
 from relay.spanqueue import SpanQueue
 from tests.conftest import RelayFactory
 from tests.fakes import RecordingExporter
+from tests.http_client import post
 from tests.jaeger_sinks import HttpCollectorSink
 from tests.operator import grpc_health, scrape
 from tests.relay_process import RelayProcess
@@ -242,3 +244,50 @@ def test_secrets_never_in_logs_metrics_or_help(tmp_path: Path, pki: Pki, token_f
         assert secret not in metrics_text
         assert secret not in help_text
     assert jaeger.requests[0].headers["authorization"].startswith("Basic ")  # the password was used
+
+
+# -- OTLP/HTTP: the same TLS, mutual TLS and token as gRPC ---------------------------------------
+
+@pytest.fixture
+def no_ca_bundle_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the exporter's own CA file."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _http_otlp(port: int, pki: Pki, *, client_cert: bool = False,
+               headers: dict[str, str] | None = None) -> SpanExportResult:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+
+    exporter = HttpSpanExporter(
+        endpoint=f"https://127.0.0.1:{port}/v1/traces", certificate_file=str(pki.ca), timeout=3, headers=headers,
+        client_certificate_file=str(pki.client_cert) if client_cert else None,
+        client_key_file=str(pki.client_key) if client_cert else None)
+    try:
+        return exporter.export(sdk_spans()[:3])
+    finally:
+        exporter.shutdown()
+
+
+@pytest.mark.usefixtures("no_ca_bundle_env")
+def test_http_tls_and_token_with_the_real_http_exporter(make_relay: RelayFactory, pki: Pki,
+                                                        token_file: Path) -> None:
+    exporter = RecordingExporter()
+    relay = make_relay(*_tls_flags(pki), "--auth-token-file", str(token_file), exporter=exporter)
+    assert _http_otlp(relay.http_port, pki, headers={"authorization": f"Bearer {TOKEN}"}) is SpanExportResult.SUCCESS
+    assert exporter.wait_for_spans(3)
+    assert _http_otlp(relay.http_port, pki) is SpanExportResult.FAILURE  # no token: 401
+    with pytest.raises((http.client.HTTPException, ConnectionError)):  # plaintext to the TLS port: cut off
+        post(relay.http_port, b"")
+    assert len(exporter.spans()) == 3
+    assert scrape(relay.admin_port).value("receiver_requests_total@http", "UNAUTHENTICATED") == 1
+
+
+@pytest.mark.usefixtures("no_ca_bundle_env")
+def test_http_mutual_tls_needs_a_client_certificate(make_relay: RelayFactory, pki: Pki) -> None:
+    exporter = RecordingExporter()
+    relay = make_relay(*_tls_flags(pki, mutual=True), exporter=exporter)
+    assert _http_otlp(relay.http_port, pki) is SpanExportResult.FAILURE
+    assert exporter.spans() == []
+    assert _http_otlp(relay.http_port, pki, client_cert=True) is SpanExportResult.SUCCESS
+    assert exporter.wait_for_spans(3)
