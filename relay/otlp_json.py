@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
@@ -44,13 +45,21 @@ def parse(body: bytes, message_type: type[M]) -> M:
 
 
 def dumps(message: Message) -> bytes:
-    """A message as OTLP/JSON (lowerCamelCase keys, int64 as strings; no ids in the answers)."""
-    text: str = json_format.MessageToJson(message, indent=None)
-    return text.encode()
+    """A message as OTLP/JSON: lowerCamelCase keys, int64 as strings, ids in hex."""
+    tree = json_format.MessageToDict(message)
+    return json.dumps(_base64_ids_to_hex(tree), separators=(",", ":")).encode()
 
 
 def _hex_ids_to_base64(node: Any) -> Any:
-    """Rewrite every id field's hex string as the base64 json_format expects, in place."""
+    """Every id field's hex string as the base64 json_format expects (in place)."""
+    return _rewrite_ids(node, _hex_to_base64)
+
+
+def _base64_ids_to_hex(node: Any) -> Any:
+    return _rewrite_ids(node, lambda _key, value: base64.b64decode(value).hex())
+
+
+def _rewrite_ids(node: Any, rewrite: Callable[[str, str], str]) -> Any:
     pending = [node]
     while pending:
         item = pending.pop()
@@ -59,7 +68,7 @@ def _hex_ids_to_base64(node: Any) -> Any:
         elif isinstance(item, dict):
             for key, value in item.items():
                 if key in _ID_FIELDS and isinstance(value, str):
-                    item[key] = _hex_to_base64(key, value)
+                    item[key] = rewrite(key, value)
                 elif isinstance(value, dict | list):
                     pending.append(value)
     return node
