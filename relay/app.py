@@ -59,7 +59,8 @@ class Relay:
         )
         self.health = Health(self.worker.is_alive)
         token = config.auth_token_file.read_bytes().strip() if config.auth_token_file else None
-        self.ingest = Ingest(self.queue, self.metrics.ledger, token)
+        # One largest request parsed at a time (smaller ones share the budget): see relay/ingest.py.
+        self.ingest = Ingest(self.queue, self.metrics.ledger, token, parse_budget=config.max_recv_msg_size_mib * MIB)
         self.receiver = TraceReceiver(self.ingest)
         self._server = self._grpc_server()
         self.otlp_port = self._bind(config)

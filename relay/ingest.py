@@ -12,14 +12,20 @@ in how they write an Outcome on the wire. Every call to the queue (reserve, comm
   (gRPC UNAVAILABLE + RetryInfo, HTTP 503 + Retry-After)
 - invalid spans are rejected alone and reported in ``partial_success``; the rest go through
 - metric and log pushes are answered success, counted, and not forwarded
+- request bodies are parsed and converted within one byte budget (``parse_budget``, the largest
+  request by default): protobuf's parsed copy costs up to ~5.4x the body, so N handlers parsing
+  N bodies of the largest size at once would cost N times that; a request that waits longer than
+  ``PARSE_WAIT`` seconds for the budget is REFUSED (retryable)
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hmac
 import logging
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -35,6 +41,7 @@ from relay.spanqueue import SpanQueue
 logger = logging.getLogger(__name__)
 
 RETRY_DELAY_SECONDS = 2
+PARSE_WAIT = 5.0  # seconds a body may wait for the parse budget before it is refused
 _MAX_CLIENTS_LOGGED = 1024  # clients remembered per signal for the one-line-per-client log
 
 
@@ -59,6 +66,7 @@ class Outcome:
         return self.verdict.value
 
 
+_BUSY = "trace-relay is busy parsing other large requests; retry later"
 _SHUTTING_DOWN = "trace-relay is shutting down; retry later"
 _QUEUE_FULL = "trace-relay queue is full; retry later"
 
@@ -66,10 +74,12 @@ _QUEUE_FULL = "trace-relay queue is full; retry later"
 class Ingest:
     """The decisions both receivers share; safe to call from many handler threads."""
 
-    def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None) -> None:
+    def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None,
+                 parse_budget: int | None = None) -> None:
         self._queue = queue
         self._ledger = ledger
         self._token = auth_token or None
+        self._budget = _ByteBudget(parse_budget)
         self._clients = _ClientsSeen()
         self.shutting_down = False
 
@@ -98,6 +108,20 @@ class Ingest:
         """A request body over ``--max-recv-msg-size-mib`` (after decompression)."""
         self._ledger.request(Verdict.TOO_LARGE.value, transport=transport)
         return Outcome(Verdict.TOO_LARGE, message)
+
+    def export_traces(self, body: bytes, decode: Callable[[bytes], ExportTraceServiceRequest],
+                      transport: str) -> Outcome:
+        """Decode ``body`` (``decode`` raises ValueError when it cannot) and export it, within the
+        parse budget."""
+        with self._budget.hold(len(body), PARSE_WAIT) as admitted:
+            if not admitted:
+                self._ledger.request(Verdict.REFUSED.value, transport=transport)
+                return Outcome(Verdict.REFUSED, _BUSY, retry_after=RETRY_DELAY_SECONDS)
+            try:
+                request = decode(body)
+            except ValueError as exc:
+                return self.invalid(transport, f"not a valid ExportTraceServiceRequest: {exc}")
+            return self.traces(request, transport)
 
     def traces(self, request: ExportTraceServiceRequest, transport: str) -> Outcome:
         count = request_span_count(request)
@@ -139,6 +163,34 @@ class Ingest:
                              transport=transport)
         return Outcome(Verdict.REFUSED, _SHUTTING_DOWN if closing else _QUEUE_FULL,
                        retry_after=RETRY_DELAY_SECONDS)
+
+
+class _ByteBudget:
+    """Bytes of request bodies being parsed at once; a body larger than the budget takes all of it."""
+
+    def __init__(self, capacity: int | None) -> None:
+        self._capacity = capacity
+        self._used = 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, nbytes: int, timeout: float) -> Iterator[bool]:
+        capacity = self._capacity
+        if capacity is None:
+            yield True
+            return
+        need = min(nbytes, capacity)
+        with self._cond:
+            admitted = self._cond.wait_for(lambda: self._used + need <= capacity, timeout)
+            if admitted:
+                self._used += need
+        try:
+            yield admitted
+        finally:
+            if admitted:
+                with self._cond:
+                    self._used -= need
+                    self._cond.notify_all()
 
 
 class _ClientsSeen:

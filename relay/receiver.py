@@ -74,12 +74,7 @@ class TraceReceiver:
         return _Handler(self)
 
     def export(self, data: bytes, context: grpc.ServicerContext) -> bytes:
-        try:
-            request = ExportTraceServiceRequest.FromString(data)
-        except DecodeError as exc:
-            outcome = self._ingest.invalid(TRANSPORT, f"not a valid ExportTraceServiceRequest: {exc}")
-        else:
-            outcome = self._ingest.traces(request, TRANSPORT)
+        outcome = self._ingest.export_traces(data, _decode_traces, TRANSPORT)
         if outcome.verdict is not Verdict.OK:
             context.abort_with_status(grpc_status(outcome))
         if not outcome.response.HasField("partial_success"):
@@ -129,6 +124,14 @@ class _Handler(grpc.GenericRpcHandler):  # type: ignore[misc]
         if self._receiver.authorized(handler_call_details.invocation_metadata):
             return method
         return self._refuse
+
+
+def _decode_traces(data: bytes) -> ExportTraceServiceRequest:
+    try:
+        request: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(data)
+    except DecodeError as exc:
+        raise ValueError(str(exc)) from None
+    return request
 
 
 def _client(context: grpc.ServicerContext) -> str:

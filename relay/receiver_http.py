@@ -302,12 +302,11 @@ class _OtlpHandler(BaseHTTPRequestHandler):
             self.busy.release()
 
     def _traces(self, body: bytes, encoding: str) -> None:
-        try:
-            request = _decode(body, encoding, ExportTraceServiceRequest)
-        except ValueError as exc:
-            outcome = self.ingest.invalid(TRANSPORT, f"not a valid ExportTraceServiceRequest: {exc}")
-        else:
-            outcome = self.ingest.traces(request, TRANSPORT)
+        def decode(data: bytes) -> ExportTraceServiceRequest:
+            request: ExportTraceServiceRequest = _decode(data, encoding, ExportTraceServiceRequest)
+            return request
+
+        outcome = self.ingest.export_traces(body, decode, TRANSPORT)
         if outcome.verdict is Verdict.OK:
             self._reply(200, _encode(outcome.response, encoding), encoding)
         else:
