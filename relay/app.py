@@ -140,7 +140,7 @@ class Relay:
         try:
             settings = HttpSettings(
                 max_body=config.max_recv_msg_size_mib * MIB, read_timeout=config.otlp_http_read_timeout,
-                max_concurrent=config.max_concurrent_rpcs, max_connections=4 * config.max_concurrent_rpcs,
+                max_connections=4 * config.max_concurrent_rpcs,
                 tls=_http_tls(config))
             return OtlpHttpServer(config.otlp_http_endpoint, self.ingest, settings)
         except StartupError:

@@ -15,7 +15,8 @@ in how they write an Outcome on the wire. Every call to the queue (reserve, comm
 - request bodies are parsed and converted within one byte budget (``parse_budget``, the largest
   request by default): protobuf's parsed copy costs up to ~5.4x the body, so N handlers parsing
   N bodies of the largest size at once would cost N times that; a request that waits longer than
-  ``PARSE_WAIT`` seconds for the budget is REFUSED (retryable)
+  ``PARSE_WAIT`` seconds for the budget is REFUSED (retryable). The HTTP receiver takes its share
+  before it reads the body, so bodies that wait stay in the client's socket, not in memory
 """
 
 from __future__ import annotations
@@ -109,19 +110,26 @@ class Ingest:
         self._ledger.request(Verdict.TOO_LARGE.value, transport=transport)
         return Outcome(Verdict.TOO_LARGE, message)
 
+    @contextlib.contextmanager
+    def admission(self, nbytes: int, transport: str) -> Iterator[Outcome | None]:
+        """Hold ``nbytes`` of the parse budget while a body is read, decoded and converted. Yields
+        None when admitted, or the REFUSED Outcome (retryable) after ``PARSE_WAIT`` seconds."""
+        with self._budget.hold(nbytes, PARSE_WAIT) as admitted:
+            if admitted:
+                yield None
+                return
+            self._ledger.request(Verdict.REFUSED.value, transport=transport)
+            yield Outcome(Verdict.REFUSED, _BUSY, retry_after=RETRY_DELAY_SECONDS)
+
     def export_traces(self, body: bytes, decode: Callable[[bytes], ExportTraceServiceRequest],
                       transport: str) -> Outcome:
-        """Decode ``body`` (``decode`` raises ValueError when it cannot) and export it, within the
-        parse budget."""
-        with self._budget.hold(len(body), PARSE_WAIT) as admitted:
-            if not admitted:
-                self._ledger.request(Verdict.REFUSED.value, transport=transport)
-                return Outcome(Verdict.REFUSED, _BUSY, retry_after=RETRY_DELAY_SECONDS)
-            try:
-                request = decode(body)
-            except ValueError as exc:
-                return self.invalid(transport, f"not a valid ExportTraceServiceRequest: {exc}")
-            return self.traces(request, transport)
+        """Decode ``body`` (``decode`` raises ValueError when it cannot) and export it. Called
+        inside :meth:`admission`."""
+        try:
+            request = decode(body)
+        except ValueError as exc:
+            return self.invalid(transport, f"not a valid ExportTraceServiceRequest: {exc}")
+        return self.traces(request, transport)
 
     def traces(self, request: ExportTraceServiceRequest, transport: str) -> Outcome:
         count = request_span_count(request)

@@ -74,7 +74,8 @@ class TraceReceiver:
         return _Handler(self)
 
     def export(self, data: bytes, context: grpc.ServicerContext) -> bytes:
-        outcome = self._ingest.export_traces(data, _decode_traces, TRANSPORT)
+        with self._ingest.admission(len(data), TRANSPORT) as refused:
+            outcome = refused or self._ingest.export_traces(data, _decode_traces, TRANSPORT)
         if outcome.verdict is not Verdict.OK:
             context.abort_with_status(grpc_status(outcome))
         if not outcome.response.HasField("partial_success"):

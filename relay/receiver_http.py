@@ -11,8 +11,8 @@ Every decision is the shared core's (``relay.ingest``); this module reads reques
     415  another content type                                   503  queue full: Retry-After + RetryInfo
 
 The server is the standard library's, with the bounds it lacks: a fixed pool of connection
-threads (more connections are answered 503 at once), at most ``--max-concurrent-rpcs`` bodies
-read and decoded at once, and one deadline per request that a reaper thread enforces by shutting
+threads (more connections are answered 503 at once), bodies read only once the shared parse
+budget admits them (``relay.ingest``), and one deadline per request that a reaper thread enforces by shutting
 the socket, so a client trickling one byte a second holds a thread for the deadline, not forever.
 """
 
@@ -60,6 +60,12 @@ _OTHER_SIGNALS: dict[str, tuple[str, type[Message], type[Message]]] = {
 }
 _STATUS = {Verdict.INVALID: 400, Verdict.UNAUTHENTICATED: 401, Verdict.TOO_LARGE: 413, Verdict.REFUSED: 503}
 _MAX_CHUNK_LINE = 1024
+# Answers given before the body is read, whose body is then read and discarded (within the limit
+# and the read deadline, in small pieces) so that a client that writes its whole body before it
+# reads sees the answer, not a reset: the 404 hint must reach BuildKit's log. Not for 401 (the
+# body of an unauthenticated request is never read) nor 413 (too large to read).
+_DRAINED = frozenset({404, 405, 415, 503})
+_DRAIN_PIECE = 64 * 1024
 _REAPER_TICK = 0.1
 
 
@@ -75,7 +81,6 @@ class HttpError(Exception):
 class HttpSettings:
     max_body: int  # bytes, after decompression too
     read_timeout: float  # seconds for one request: waiting for it, its headers and its body
-    max_concurrent: int  # bodies read and decoded at once
     max_connections: int  # open connections, one thread each
     tls: ssl.SSLContext | None = None
 
@@ -240,12 +245,10 @@ def _refuse_connection(sock: socket.socket) -> None:
 
 
 def _handler_class(ingest: Ingest, settings: HttpSettings) -> type[BaseHTTPRequestHandler]:
-    busy = threading.BoundedSemaphore(settings.max_concurrent)
-
     class Handler(_OtlpHandler):
         pass
 
-    Handler.ingest, Handler.settings, Handler.busy = ingest, settings, busy
+    Handler.ingest, Handler.settings = ingest, settings
     Handler.timeout = settings.read_timeout
     return Handler
 
@@ -255,8 +258,8 @@ class _OtlpHandler(BaseHTTPRequestHandler):
     server_version = "trace-relay"
     ingest: Ingest
     settings: HttpSettings
-    busy: threading.BoundedSemaphore
     server: _PooledServer
+    _body_read = False
 
     def handle_one_request(self) -> None:
         # One deadline from here until the answer: waiting for the request, its headers, its body.
@@ -266,10 +269,13 @@ class _OtlpHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         encoding = _encoding(self.headers.get("Content-Type", ""))
         self.server.in_flight.add(1)
+        self._body_read = False
         try:
             self._post(encoding)
         except HttpError as exc:
             self.close_connection = True
+            if not self._body_read and exc.status in _DRAINED:
+                _discard_body(self, self.settings.max_body)
             self._status(exc.status, exc.code, exc.message, encoding or JSON, exc.retry_after)
         finally:
             self.server.in_flight.add(-1)
@@ -285,21 +291,21 @@ class _OtlpHandler(BaseHTTPRequestHandler):
             raise HttpError(415, code_pb2.INVALID_ARGUMENT,
                             f"unsupported Content-Type {self.headers.get('Content-Type', '')!r}: "
                             f"use {PROTOBUF} or {JSON}")
-        body = self._body()
-        if path == TRACES_PATH:
-            self._traces(body, encoding)
-        else:
-            self._other_signal(path, body, encoding)
-
-    def _body(self) -> bytes:
-        """The whole body, decompressed, within the size limit; at most ``max_concurrent`` at once."""
-        if not self.busy.acquire(timeout=self.settings.read_timeout):
-            raise HttpError(503, code_pb2.UNAVAILABLE, "trace-relay is busy; retry later", retry_after=2)
-        try:
+        announced = _announced_length(self, self.settings.max_body)
+        if announced > self.settings.max_body:
+            raise HttpError(413, code_pb2.RESOURCE_EXHAUSTED, _too_large(self.settings.max_body))
+        # The body is read only once admitted: a body that waits stays in the client's socket.
+        with self.ingest.admission(announced, TRANSPORT) as refused:
+            if refused is not None:
+                raise HttpError(503, code_pb2.UNAVAILABLE, refused.message, retry_after=refused.retry_after)
+            self._body_read = True
             raw = read_body(self, self.settings.max_body)
-            return decode_content(raw, self.headers.get("Content-Encoding", ""), self.settings.max_body)
-        finally:
-            self.busy.release()
+            body = decode_content(raw, self.headers.get("Content-Encoding", ""), self.settings.max_body)
+            del raw
+            if path == TRACES_PATH:
+                self._traces(body, encoding)
+            else:
+                self._other_signal(path, body, encoding)
 
     def _traces(self, body: bytes, encoding: str) -> None:
         def decode(data: bytes) -> ExportTraceServiceRequest:
@@ -395,6 +401,27 @@ def _encode(message: Message, encoding: str) -> bytes:
         return otlp_json.dumps(message)
     data: bytes = message.SerializeToString()
     return data
+
+
+def _discard_body(handler: BaseHTTPRequestHandler, limit: int) -> None:
+    length_text = handler.headers.get("Content-Length", "").strip()
+    if handler.headers.get("Transfer-Encoding") or not length_text.isdigit() or int(length_text) > limit:
+        return
+    remaining = int(length_text)
+    with contextlib.suppress(OSError):
+        while remaining > 0:
+            piece = handler.rfile.read(min(remaining, _DRAIN_PIECE))
+            if not piece:
+                return
+            remaining -= len(piece)
+
+
+def _announced_length(handler: BaseHTTPRequestHandler, limit: int) -> int:
+    """The body's Content-Length, or ``limit`` when it is chunked (or malformed: read_body says so)."""
+    text = handler.headers.get("Content-Length", "0").strip()
+    if handler.headers.get("Transfer-Encoding") or not text.isdigit():
+        return limit
+    return int(text)
 
 
 def read_body(handler: BaseHTTPRequestHandler, limit: int) -> bytes:

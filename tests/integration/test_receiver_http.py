@@ -221,14 +221,15 @@ def test_missing_token_is_401_and_the_right_one_passes(make_relay: RelayFactory,
 
 
 def test_a_slow_client_is_cut_off_at_the_read_deadline(make_relay: RelayFactory) -> None:
-    """One byte every half second, forever: the relay answers 408 and closes at the deadline, and its
-    one body slot (--max-concurrent-rpcs 1) serves the next client."""
+    """One byte every half second, forever: the relay answers 408 and closes at the deadline. The
+    slow body announces the largest size, so it holds the whole parse budget until then; the next
+    client gets through after it."""
     exporter = RecordingExporter()
-    relay = make_relay("--otlp-http-read-timeout", "1s", "--max-concurrent-rpcs", "1", exporter=exporter)
+    relay = make_relay("--otlp-http-read-timeout", "1s", "--max-recv-msg-size-mib", "1", exporter=exporter)
     answer = b""
     with socket.create_connection(("127.0.0.1", relay.http_port), timeout=0.5) as slow:
         slow.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
-                     b"Content-Length: 1000\r\n\r\n")
+                     b"Content-Length: 1048576\r\n\r\n")
         for _ in range(30):  # 15 s at most
             try:
                 slow.sendall(b"\x00")

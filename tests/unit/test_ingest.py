@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from relay import ingest as ingest_module
-from relay.ingest import Ingest, Verdict
+from relay.ingest import Ingest, Outcome, Verdict
 from relay.metrics import Ledger
 from relay.spanqueue import SpanQueue
 
@@ -42,6 +43,12 @@ def test_each_decision_is_one_outcome_and_one_ledger_entry() -> None:
     assert queue.outstanding == 2
 
 
+def _export(core: Ingest, body: bytes, decode: Callable[[bytes], ExportTraceServiceRequest]) -> Outcome:
+    """What both receivers do: admission, then export."""
+    with core.admission(len(body), "http") as refused:
+        return refused or core.export_traces(body, decode, "http")
+
+
 @pytest.mark.parametrize("budget", [100, None])
 def test_the_parse_budget_refuses_what_would_exceed_it(budget: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
     """With a budget of 100 bytes, a 10-byte body waits while a 100-byte one is being parsed and
@@ -55,11 +62,11 @@ def test_the_parse_budget_refuses_what_would_exceed_it(budget: int | None, monke
         release.wait(10)
         return _request(1)
 
-    big = threading.Thread(target=core.export_traces, args=(b"x" * 100, slow_decode, "grpc"))
+    big = threading.Thread(target=_export, args=(core, b"x" * 100, slow_decode))
     big.start()
     try:
         assert inside.wait(10)
-        small = core.export_traces(b"y" * 10, lambda _body: _request(1), "http")
+        small = _export(core, b"y" * 10, lambda _body: _request(1))
     finally:
         release.set()
         big.join(10)
@@ -68,8 +75,8 @@ def test_the_parse_budget_refuses_what_would_exceed_it(budget: int | None, monke
         return
     assert (small.verdict, small.retry_after) == (Verdict.REFUSED, 2)
     assert "busy" in small.message
-    assert core.export_traces(b"y" * 10, lambda _body: _request(1), "http").verdict is Verdict.OK
-    assert core.export_traces(b"z" * 500, lambda _body: _request(1), "http").verdict is Verdict.OK  # larger: all of it
+    assert _export(core, b"y" * 10, lambda _body: _request(1)).verdict is Verdict.OK
+    assert _export(core, b"z" * 500, lambda _body: _request(1)).verdict is Verdict.OK  # larger: takes all of it
 
 
 def test_undecodable_bodies_are_invalid() -> None:
@@ -78,6 +85,6 @@ def test_undecodable_bodies_are_invalid() -> None:
     def broken(_body: bytes) -> ExportTraceServiceRequest:
         raise ValueError("truncated")
 
-    outcome = core.export_traces(b"\x0a", broken, "http")
+    outcome = _export(core, b"\x0a", broken)
     assert outcome.verdict is Verdict.INVALID
     assert "truncated" in outcome.message
