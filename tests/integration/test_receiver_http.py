@@ -119,6 +119,11 @@ def test_wrong_path_is_404_and_names_v1_traces(make_relay: RelayFactory) -> None
     message = reply.rpc_status().message
     assert "/v1/traces" in message
     assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in message
+    # A client that writes its whole body before reading (http.client, requests) still sees the 404.
+    big = _request(Span(name="x" * (8 * 1024 * 1024), **GOOD)).SerializeToString()
+    reply = post(relay.http_port, big, path="/")
+    assert reply.status == 404
+    assert "/v1/traces" in reply.rpc_status().message
 
 
 def test_wrong_method_is_405(make_relay: RelayFactory) -> None:
