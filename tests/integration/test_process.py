@@ -78,6 +78,17 @@ def test_send_test_trace_over_each_protocol(sink: UdpAgentSink) -> None:
     assert relay.terminate() == 0
 
 
+def test_a_taken_http_port_is_one_line_and_exit_2(sink: UdpAgentSink) -> None:
+    relay = RelayProcess("--jaeger-agent", f"127.0.0.1:{sink.port}")
+    result = subprocess.run([sys.executable, "-m", "relay", "--otlp-grpc-endpoint", "127.0.0.1:0",
+                             "--otlp-http-endpoint", f"127.0.0.1:{relay.http_port}", "--admin-endpoint", "127.0.0.1:0"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("trace-relay: error: --otlp-http-endpoint: cannot listen on")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert relay.terminate() == 0
+
+
 def test_send_test_trace_says_when_no_relay_answers() -> None:
     with UdpAgentSink() as unused:  # a port that no gRPC server listens on
         result = subprocess.run([sys.executable, "-m", "relay", "send-test-trace", "--endpoint",

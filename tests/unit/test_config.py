@@ -156,3 +156,11 @@ def test_an_empty_token_file_refuses_to_start(tmp_path: Path) -> None:
     token.write_text("\n")
     with pytest.raises(ConfigError, match=r"^--auth-token-file: .* is empty"):
         load_config(["--auth-token-file", str(token)], {})
+
+
+def test_the_http_endpoint_must_differ_from_the_others() -> None:
+    with pytest.raises(ConfigError, match="--otlp-http-endpoint"):
+        load_config(["--otlp-http-endpoint", "0.0.0.0:4317"], {})
+    with pytest.raises(ConfigError, match="--otlp-http-read-timeout"):
+        load_config(["--otlp-http-read-timeout", "0s"], {})
+    assert load_config([], {"RELAY_OTLP_HTTP_ENDPOINT": "127.0.0.1:9318"}).otlp_http_endpoint.port == 9318
