@@ -20,11 +20,12 @@ from relay.config import Config, HostPort
 from relay.exporters.base import Exporter
 from relay.exporters.factory import build_exporter
 from relay.health import Health
+from relay.http_server import HttpSettings
 from relay.ingest import Ingest
 from relay.insights import BuildObserver
 from relay.metrics import Metrics, Snapshot
 from relay.receiver import TraceReceiver
-from relay.receiver_http import HttpSettings, OtlpHttpServer
+from relay.receiver_http import OtlpHttpServer
 from relay.spanqueue import SpanQueue
 from relay.worker import RetryPolicy, Worker
 
