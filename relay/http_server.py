@@ -100,6 +100,9 @@ class PooledServer(HTTPServer):
             self.reaper.set(request, time.monotonic() + self.settings.read_timeout)
             if self.settings.tls is not None:
                 conn = self._handshake(request, self.settings.tls)
+                with self._open_lock:  # the TLS socket now owns the descriptor
+                    self._open.discard(request)
+                    self._open.add(conn)
             self.finish_request(conn, client_address)
         except (OSError, ssl.SSLError) as exc:
             logger.debug("http: connection from %s ended: %s", client_address[0], exc)
@@ -110,6 +113,7 @@ class PooledServer(HTTPServer):
             self.reaper.set(conn, None)
             with self._open_lock:
                 self._open.discard(request)
+                self._open.discard(conn)
             self.shutdown_request(conn)
             self._slots.release()
 

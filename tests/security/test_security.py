@@ -291,3 +291,23 @@ def test_http_mutual_tls_needs_a_client_certificate(make_relay: RelayFactory, pk
     assert exporter.spans() == []
     assert _http_otlp(relay.http_port, pki, client_cert=True) is SpanExportResult.SUCCESS
     assert exporter.wait_for_spans(3)
+
+
+def test_http_shutdown_cuts_idle_tls_keep_alive_connections(make_relay: RelayFactory, pki: Pki) -> None:
+    """An idle keep-alive connection must not keep a connection thread (and the process exit)
+    waiting for the 30 s read deadline once the relay shuts down."""
+    import ssl
+
+    relay = make_relay(*_tls_flags(pki), exporter=RecordingExporter())
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    conn = http.client.HTTPSConnection("127.0.0.1", relay.http_port, timeout=10, context=context)
+    conn.request("POST", "/v1/traces", body=b"", headers={"Content-Type": "application/x-protobuf"})
+    assert conn.getresponse().read() == b""
+    relay.shutdown()
+    assert conn.sock is not None
+    conn.sock.settimeout(10)
+    try:
+        assert conn.sock.recv(1) == b""
+    except (ssl.SSLError, ConnectionError):
+        pass  # closed without a TLS close_notify: also cut
+    conn.close()
