@@ -17,9 +17,10 @@ _DRAIN_PIECE = 64 * 1024
 class HttpError(Exception):
     """A request answered before it reached the core; the connection is closed after it."""
 
-    def __init__(self, status: int, code: int, message: str, retry_after: int = 0) -> None:
+    def __init__(self, status: int, code: int, message: str, retry_after: int = 0, *, counted: bool = False) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
+        self.counted = counted  # already in the request metric (by the core)
 
 
 def discard_body(handler: BaseHTTPRequestHandler, limit: int) -> None:

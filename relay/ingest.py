@@ -105,10 +105,10 @@ class Ingest:
         self._ledger.request(Verdict.INVALID.value, transport=transport)
         return Outcome(Verdict.INVALID, message)
 
-    def over_size_limit(self, transport: str, message: str) -> Outcome:
-        """A request body over ``--max-recv-msg-size-mib`` (after decompression)."""
-        self._ledger.request(Verdict.TOO_LARGE.value, transport=transport)
-        return Outcome(Verdict.TOO_LARGE, message)
+    def answered(self, code: str, transport: str) -> None:
+        """Count a request a receiver answered before the core saw it (HTTP: a wrong path, method
+        or type, a body over the size limit, a slow client), by its gRPC code name."""
+        self._ledger.request(code, transport=transport)
 
     @contextlib.contextmanager
     def admission(self, nbytes: int, transport: str) -> Iterator[Outcome | None]:

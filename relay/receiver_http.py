@@ -114,6 +114,8 @@ class _OtlpHandler(BaseHTTPRequestHandler):
             self._post(encoding)
         except HttpError as exc:
             self.close_connection = True
+            if not exc.counted:
+                self.ingest.answered(code_pb2.Code.Name(exc.code), TRANSPORT)
             if not self._body_read and exc.status in _DRAINED:
                 discard_body(self, self.settings.max_body)
             self._status(exc.status, exc.code, exc.message, encoding or JSON, exc.retry_after)
@@ -126,7 +128,7 @@ class _OtlpHandler(BaseHTTPRequestHandler):
             raise HttpError(404, code_pb2.NOT_FOUND, _not_found(path))
         if not self.ingest.authorized(self.headers.get("Authorization")):
             outcome = self.ingest.unauthenticated(TRANSPORT)
-            raise HttpError(401, code_pb2.UNAUTHENTICATED, outcome.message)
+            raise HttpError(401, code_pb2.UNAUTHENTICATED, outcome.message, counted=True)
         if encoding is None:
             raise HttpError(415, code_pb2.INVALID_ARGUMENT,
                             f"unsupported Content-Type {self.headers.get('Content-Type', '')!r}: "
@@ -137,7 +139,8 @@ class _OtlpHandler(BaseHTTPRequestHandler):
         # The body is read only once admitted: a body that waits stays in the client's socket.
         with self.ingest.admission(announced, TRANSPORT) as refused:
             if refused is not None:
-                raise HttpError(503, code_pb2.UNAVAILABLE, refused.message, retry_after=refused.retry_after)
+                raise HttpError(503, code_pb2.UNAVAILABLE, refused.message, retry_after=refused.retry_after,
+                                counted=True)
             self._body_read = True
             raw = read_body(self, self.settings.max_body)
             body = decode_content(raw, self.headers.get("Content-Encoding", ""), self.settings.max_body)

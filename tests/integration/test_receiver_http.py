@@ -124,6 +124,7 @@ def test_wrong_path_is_404_and_names_v1_traces(make_relay: RelayFactory) -> None
     reply = post(relay.http_port, big, path="/")
     assert reply.status == 404
     assert "/v1/traces" in reply.rpc_status().message
+    assert scrape(relay.admin_port).value("receiver_requests_total@http", "NOT_FOUND") == 2  # visible to operators
 
 
 def test_wrong_method_is_405(make_relay: RelayFactory) -> None:
@@ -169,6 +170,7 @@ def test_oversize_is_413_before_the_body_is_read(make_relay: RelayFactory) -> No
     answer = raw_exchange(relay.http_port, b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: "
                           b"application/x-protobuf\r\nContent-Length: 1073741824\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 413 ")
+    assert scrape(relay.admin_port).value("receiver_requests_total@http", "RESOURCE_EXHAUSTED") == 2
 
 
 def test_a_gzip_bomb_is_413_after_decompression(make_relay: RelayFactory) -> None:
