@@ -430,3 +430,24 @@ def test_shutdown_refuses_with_503_and_closes(make_relay: RelayFactory) -> None:
     with pytest.raises(ConnectionRefusedError):
         post(relay.http_port, b"", timeout=2)
     conn.close()
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_an_ipv6_http_endpoint(make_relay: RelayFactory) -> None:
+    exporter = RecordingExporter()
+    relay = make_relay("--otlp-http-endpoint", "[::1]:0", exporter=exporter)
+    conn = http.client.HTTPConnection("::1", relay.http_port, timeout=10)
+    conn.request("POST", "/v1/traces", body=_request(*_spans(1)).SerializeToString(),
+                 headers={"Content-Type": PROTOBUF})
+    assert conn.getresponse().status == 200
+    conn.close()
+    assert exporter.wait_for_spans(1)
