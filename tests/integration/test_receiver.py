@@ -180,3 +180,20 @@ def test_a_request_larger_than_the_queue_is_refused_for_good_and_counted(make_re
     assert exporter.wait_for_spans(5)
     assert wait_until(lambda: relay.metrics.ledger.snapshot().queued == 0)
     _balanced(relay)
+
+
+@pytest.mark.parametrize(("limit_mib", "code"), [(1, grpc.StatusCode.RESOURCE_EXHAUSTED), (4, grpc.StatusCode.OK)])
+def test_the_size_limit_applies_after_gzip_decompression(make_relay: RelayFactory, limit_mib: int,
+                                                         code: grpc.StatusCode) -> None:
+    """A 2 MiB request that gzip shrinks to a few KiB is over a 1 MiB limit (OTLP: the limit holds
+    after decompression, so a bomb costs nothing) and under a 4 MiB one (the control)."""
+    relay = make_relay("--max-recv-msg-size-mib", str(limit_mib), exporter=RecordingExporter())
+    body = _request(Span(name="x" * (2 * 1024 * 1024), **GOOD)).SerializeToString()
+    with grpc.insecure_channel(f"127.0.0.1:{relay.otlp_port}", compression=grpc.Compression.Gzip) as channel:
+        call = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        try:
+            call(body, timeout=10)
+            answered = grpc.StatusCode.OK
+        except grpc.RpcError as exc:
+            answered = exc.code()
+    assert answered is code
