@@ -202,8 +202,10 @@ class _OtlpHandler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         self.close_connection = True
         if path != TRACES_PATH and path not in _OTHER_SIGNALS:
+            self.ingest.answered("NOT_FOUND", TRANSPORT)
             self._status(404, code_pb2.NOT_FOUND, _not_found(path), JSON)
         else:
+            self.ingest.answered("UNIMPLEMENTED", TRANSPORT)
             self._status(405, code_pb2.UNIMPLEMENTED, f"{self.command} {path}: OTLP/HTTP takes POST only", JSON)
 
     do_GET = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed

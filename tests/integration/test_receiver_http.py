@@ -133,6 +133,7 @@ def test_wrong_method_is_405(make_relay: RelayFactory) -> None:
     assert reply.status == 405
     assert reply.headers["allow"] == "POST"
     assert json.loads(reply.body)["code"] == grpc.StatusCode.UNIMPLEMENTED.value[0]
+    assert scrape(relay.admin_port).value("receiver_requests_total@http", "UNIMPLEMENTED") == 1
 
 
 def test_wrong_content_type_is_415(make_relay: RelayFactory) -> None:
