@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# trace-relay: OTLP/gRPC in (4317), Jaeger thrift out; admin HTTP (8888): /metrics /healthz /readyz.
+# trace-relay: OTLP/gRPC (4317) and OTLP/HTTP (4318) in, Jaeger thrift out; admin HTTP (8888): /metrics /healthz /readyz.
 # Build:  docker build -t trace-relay:0.1.0 .
 # Runs as uid 10001 and needs nothing writable (readOnlyRootFilesystem works; /tmp is optional).
 
@@ -27,5 +27,5 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     && /opt/trace-relay/bin/python -m pip uninstall --yes pip
 USER 10001:10001
 WORKDIR /
-EXPOSE 4317 8888
+EXPOSE 4317 4318 8888
 ENTRYPOINT ["trace-relay"]

@@ -47,7 +47,8 @@ def run(minutes: float, batch: int) -> tuple[Counter[str], list[str], int]:
     bad: list[str] = []
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
-    config = load_config(["--otlp-grpc-endpoint", "127.0.0.1:0", "--admin-endpoint", "127.0.0.1:0",
+    config = load_config(["--otlp-grpc-endpoint", "127.0.0.1:0", "--otlp-http-endpoint", "127.0.0.1:0",
+                          "--admin-endpoint", "127.0.0.1:0",
                           "--jaeger-agent", f"127.0.0.1:{sink.getsockname()[1]}",
                           "--queue-size", "1000000"], {})
     relay = Relay(config)

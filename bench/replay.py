@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     stubs = json.loads(args.file.read_text())
     request = to_request(stubs)
     with UdpAgentSink() as sink:
-        config = load_config(["--otlp-grpc-endpoint", "127.0.0.1:0", "--admin-endpoint", "127.0.0.1:0",
+        config = load_config(["--otlp-grpc-endpoint", "127.0.0.1:0", "--otlp-http-endpoint", "127.0.0.1:0",
+                              "--admin-endpoint", "127.0.0.1:0",
                               "--jaeger-agent", f"127.0.0.1:{sink.port}", "--batch-timeout", "10ms"], {})
         relay = Relay(config)
         relay.start()

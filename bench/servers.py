@@ -16,6 +16,7 @@ from bench.sinks import SinkProcess
 
 SERVERS = ("relay", "naive", "parse-only")
 _LISTENING = re.compile(r"\(port (\d+)\), admin on port (\d+)")
+_HTTP_LISTENING = re.compile(r"OTLP/HTTP on \S+ \(port (\d+)\)")
 
 
 def _relay_command() -> list[str]:
@@ -32,7 +33,7 @@ class ServerProcess:
         self.sink = SinkProcess(sink_kind or ("udp" if output == "agent" else "http")) \
             if kind != "parse-only" else None
         self._log = tempfile.NamedTemporaryFile(prefix=f"bench-{kind}-", suffix=".log", delete=False)  # noqa: SIM115
-        self.admin_port = 0
+        self.admin_port = self.http_port = 0
         try:
             self._proc = subprocess.Popen(self._argv(output, extra_args), stdin=subprocess.PIPE,
                                           stdout=subprocess.PIPE, stderr=self._log, text=True)
@@ -47,7 +48,7 @@ class ServerProcess:
         if self.kind == "relay":
             target = (["--jaeger-agent", f"127.0.0.1:{sink_port}"] if output == "agent"
                       else ["--jaeger-collector", f"http://127.0.0.1:{sink_port}/api/traces"])
-            return [*_relay_command(), "--otlp-grpc-endpoint", "127.0.0.1:0",
+            return [*_relay_command(), "--otlp-grpc-endpoint", "127.0.0.1:0", "--otlp-http-endpoint", "127.0.0.1:0",
                     "--admin-endpoint", "127.0.0.1:0", *target, *extra_args]
         if self.kind == "naive":
             target = (["--agent", f"127.0.0.1:{sink_port}"] if output == "agent"
@@ -64,9 +65,12 @@ class ServerProcess:
                 return int(first[1])
             raise RuntimeError(f"{self.kind} did not start; see {self._log.name}")
         while time.monotonic() < deadline:
-            match = _LISTENING.search(Path(self._log.name).read_text(errors="replace"))
+            log = Path(self._log.name).read_text(errors="replace")
+            match = _LISTENING.search(log)
             if match:
                 self.admin_port = int(match[2])
+                http = _HTTP_LISTENING.search(log)
+                self.http_port = int(http[1]) if http else 0
                 return int(match[1])
             if self._proc.poll() is not None:
                 break

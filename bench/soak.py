@@ -149,7 +149,7 @@ def sample(relay: RelayProcess, collector: FlakyCollector, started: float) -> di
         "t_s": round(time.monotonic() - started, 1),
         "rss_mib": round(relay.rss_mib(), 1),
         "queue_spans": m.get("trace_relay_queue_size", 0),
-        "received": m.get("trace_relay_receiver_received_spans_total", 0),
+        "received": sum(v for k, v in m.items() if k.startswith("trace_relay_receiver_received_spans_total")),
         "exported": m.get("trace_relay_exporter_sent_spans_total", 0),
         "refused": sum(v for k, v in m.items() if k.startswith("trace_relay_receiver_refused_spans_total")),
         "dropped": sum(v for k, v in m.items() if k.startswith("trace_relay_dropped_spans_total")),

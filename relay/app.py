@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from concurrent import futures
 from dataclasses import dataclass
@@ -23,10 +24,13 @@ from relay.disklog import DiskLog, DiskLogError
 from relay.exporters.base import Exporter
 from relay.exporters.factory import build_exporter
 from relay.health import Health
+from relay.http_server import HttpSettings
+from relay.ingest import Ingest
 from relay.insights import BuildObserver
 from relay.insights.report import routes
 from relay.metrics import Metrics, Snapshot
 from relay.receiver import TraceReceiver
+from relay.receiver_http import OtlpHttpServer
 from relay.redact import Redactor
 from relay.spanqueue import SpanQueue
 from relay.worker import RetryPolicy, Worker
@@ -75,11 +79,15 @@ class Relay:
                              pending=lambda: self.queue.held,
                              stall_timeout=stall_timeout(config, retry))
         redactor = Redactor(config.redact_pattern, defaults=not config.no_default_redaction)
-        self.receiver = TraceReceiver(self.queue, self.metrics.ledger, config.auth_token,
-                                      accepting=self.health.accepting, redactor=redactor,
-                                      redacted=self.metrics.redacted_values.inc)
+        # One largest request parsed at a time (smaller ones share the budget): see relay/ingest.py.
+        self.ingest = Ingest(self.queue, self.metrics.ledger, config.auth_token,
+                             parse_budget=config.max_recv_msg_size_mib * MIB, accepting=self.health.accepting,
+                             redactor=redactor, redacted=self.metrics.redacted_values.inc)
+        self.receiver = TraceReceiver(self.ingest)
         self._server = self._grpc_server()
         self.otlp_port = self._bind(config)
+        self._http = self._http_server(config)
+        self.http_port = self._http.port
         self._admin = self._admin_server(config.admin_endpoint)
         self.admin_port = self._admin.port
         self._report: ShutdownReport | None = None
@@ -87,23 +95,27 @@ class Relay:
     def start(self) -> None:
         self.worker.start()
         self._server.start()
+        self._http.start()
         self._admin.start()
         self.health.serving()
-        logger.info("trace-relay listening: OTLP/gRPC on %s (port %d), admin on port %d, exporting to %s; %s",
-                    self.config.otlp_grpc_endpoint, self.otlp_port, self.admin_port, self._target(),
-                    self._security())
+        logger.info("trace-relay listening: OTLP/gRPC on %s (port %d), admin on port %d, "
+                    "OTLP/HTTP on %s (port %d), exporting to %s; %s",
+                    self.config.otlp_grpc_endpoint, self.otlp_port, self.admin_port,
+                    self.config.otlp_http_endpoint, self.http_port, self._target(), self._security())
 
     def shutdown(self) -> ShutdownReport:
-        """Health NOT_SERVING -> stop the gRPC server (in-flight requests finish) -> close the
+        """Health NOT_SERVING -> stop both OTLP servers (in-flight requests finish) -> close the
         queue -> the worker drains until the deadline -> exporter shut down (by the worker) ->
         admin server stopped. One deadline: ``--shutdown-timeout`` from now. Idempotent."""
         if self._report is not None:
             return self._report
         deadline = time.monotonic() + self.config.shutdown_timeout
         self.health.shutting_down()
-        self.receiver.shutting_down = True
+        self.ingest.shutting_down = True
         grace = min(5.0, self.config.shutdown_timeout / 4)
-        self._server.stop(grace).wait(grace + 1)
+        stopped = self._server.stop(grace)
+        self._http.stop(grace)
+        stopped.wait(grace + 1)
         clean = self.worker.stop(max(0.0, deadline - time.monotonic()))
         self.queue.drain()  # in memory, what the worker could not send by the deadline is lost
         snapshot = self.metrics.ledger.snapshot()
@@ -164,12 +176,28 @@ class Relay:
             reason = _bind_failure(config.otlp_grpc_endpoint)
             raise StartupError(f"--otlp-grpc-endpoint: cannot listen on {address}: {reason}") from None
 
+    def _http_server(self, config: Config) -> OtlpHttpServer:
+        try:
+            settings = HttpSettings(
+                max_body=config.max_recv_msg_size_mib * MIB, read_timeout=config.otlp_http_read_timeout,
+                max_connections=4 * config.max_concurrent_rpcs,
+                tls=_http_tls(config))
+            return OtlpHttpServer(config.otlp_http_endpoint, self.ingest, settings)
+        except StartupError:
+            self._server.stop(None)
+            raise
+        except OSError as exc:
+            self._server.stop(None)
+            raise StartupError(f"--otlp-http-endpoint: cannot listen on {config.otlp_http_endpoint}: "
+                               f"{exc.strerror}") from None
+
     def _admin_server(self, endpoint: HostPort) -> AdminServer:
         try:
             return AdminServer(endpoint, self.metrics.registry, self.health,
                                routes(self.insights.records, self.config.jaeger_ui_url))
         except OSError as exc:
             self._server.stop(None)
+            self._http.stop(0)
             raise StartupError(f"--admin-endpoint: cannot listen on {endpoint}: {exc.strerror}") from None
 
     def _security(self) -> str:
@@ -210,3 +238,18 @@ def _in_words(counts: dict[str, int], what: str) -> str:
     parts = [f"{count} {reason.replace('_', ' ')}" for reason, count in sorted(counts.items()) if count]
     total = sum(counts.values())
     return f"{total} {what} ({', '.join(parts)})" if parts else f"{total} {what}"
+
+
+def _http_tls(config: Config) -> ssl.SSLContext | None:
+    """The OTLP/HTTP listener's TLS, from the same files as the gRPC listener's."""
+    if config.tls_cert_file is None or config.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+        if config.tls_client_ca_file is not None:
+            context.load_verify_locations(config.tls_client_ca_file)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise StartupError(f"--tls-cert-file: cannot use the TLS certificate, key or client CA: {exc}") from None
+    return context

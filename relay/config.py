@@ -57,6 +57,8 @@ class HostPort:
 @dataclass(frozen=True)
 class Config:
     otlp_grpc_endpoint: HostPort = HostPort("0.0.0.0", 4317)
+    otlp_http_endpoint: HostPort = HostPort("0.0.0.0", 4318)
+    otlp_http_read_timeout: float = 30.0
     jaeger_agent: HostPort = HostPort("localhost", 6831)
     jaeger_collector: str | None = None
     jaeger_user: str | None = None
@@ -70,7 +72,7 @@ class Config:
     batch_timeout: float = 0.2
     retry_max_elapsed: float = 60.0
     shutdown_timeout: float = 20.0
-    max_recv_msg_size_mib: int = 4
+    max_recv_msg_size_mib: int = 64
     max_concurrent_rpcs: int = 8
     log_level: str = "info"
     tls_cert_file: Path | None = None
@@ -217,6 +219,9 @@ class _Flag:
 
 FLAGS: tuple[_Flag, ...] = (
     _Flag("otlp-grpc-endpoint", parse_host_port, "OTLP/gRPC listen address (default 0.0.0.0:4317)", "HOST:PORT"),
+    _Flag("otlp-http-endpoint", parse_host_port, "OTLP/HTTP listen address (default 0.0.0.0:4318)", "HOST:PORT"),
+    _Flag("otlp-http-read-timeout", _positive_duration,
+          "longest wait for one OTLP/HTTP request, headers and body (default 30s)", "DURATION"),
     _Flag("jaeger-agent", parse_host_port, "Jaeger agent, UDP compact thrift (default localhost:6831)", "HOST:PORT"),
     _Flag("jaeger-collector", _collector_url, "Jaeger collector URL, HTTP binary thrift; replaces the agent", "URL"),
     _Flag("jaeger-user", _text, "basic-auth user for the Jaeger collector", "USER"),
@@ -236,7 +241,8 @@ FLAGS: tuple[_Flag, ...] = (
     _Flag("retry-max-elapsed", parse_duration,
           "give up retrying an export after this long; 0 retries forever (default 60s)", "DURATION"),
     _Flag("shutdown-timeout", _positive_duration, "time to drain the queue on SIGTERM (default 20s)", "DURATION"),
-    _Flag("max-recv-msg-size-mib", _positive_int, "largest accepted Export request, MiB (default 4)", "MIB"),
+    _Flag("max-recv-msg-size-mib", _positive_int,
+          "largest Export request, MiB, after decompression, both transports (default 64)", "MIB"),
     _Flag("max-concurrent-rpcs", _positive_int, "Export requests handled at once (default 8)", "N"),
     _Flag("log-level", _log_level, "debug, info, warning or error (default info)", "LEVEL"),
     _Flag("tls-cert-file", _path, "PEM certificate: serve OTLP over TLS", "PATH"),
@@ -279,7 +285,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(prog: str = "trace-relay") -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog,
-        description="Receive OTLP/gRPC traces and forward them to Jaeger through one exporter thread.",
+        description="Receive OTLP/gRPC and OTLP/HTTP traces and forward them to Jaeger through one exporter thread.",
         epilog="Every flag has an environment twin RELAY_<FLAG>, e.g. RELAY_QUEUE_SIZE. "
         "Subcommand: send-test-trace (see `trace-relay send-test-trace --help`). " + EXIT_CODES,
         # An abbreviation (--jaeger-pass) is a guess at the flag; a flag is spelled out.
@@ -437,3 +443,6 @@ def _check(config: Config) -> None:
                           "the time one send may legitimately take")
     if config.otlp_grpc_endpoint == config.admin_endpoint and config.admin_endpoint.port != 0:
         raise ConfigError("--admin-endpoint: must differ from --otlp-grpc-endpoint")
+    http = config.otlp_http_endpoint
+    if http.port != 0 and http in (config.otlp_grpc_endpoint, config.admin_endpoint):
+        raise ConfigError("--otlp-http-endpoint: must differ from --otlp-grpc-endpoint and --admin-endpoint")

@@ -24,6 +24,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 PREFIX = "trace_relay"
+TRANSPORTS = ("grpc", "http")
+SIGNALS = ("metrics", "logs")  # pushed by BuildKit beside its traces; accepted, not forwarded
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class Snapshot:
     possible_duplicates: int = 0
     torn_tails: int = 0
     corrupt_records: int = 0
+    # (transport, name) -> count, name a status code, "received"/"accepted", or "refused:<reason>" /
+    # "rejected:<reason>": the receiver series by transport. The plain fields above are their sums.
+    by_transport: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def received(self) -> int:
@@ -67,25 +72,41 @@ class Ledger:
     _dropped: Counter[str] = field(default_factory=Counter)
     _send_failed: Counter[str] = field(default_factory=Counter)
     _requests: Counter[str] = field(default_factory=Counter)
+    _by_transport: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def attach(self, held: Callable[[], int]) -> None:
         """The queue's count of the spans it holds, called with the lock held."""
         self._held = held
 
     def request(self, code: str, *, refused: tuple[str, int] | None = None,
-                rejected: Iterable[tuple[str, int]] = ()) -> None:
+                rejected: Iterable[tuple[str, int]] = (), transport: str = "grpc") -> None:
         """Record one Export call and the fate of its spans that were not accepted (the queue
-        counts the accepted ones as it takes them)."""
+        counts the accepted ones, by transport, as it takes them)."""
         with self.lock:
             self._requests[code] += 1
+            tally = self._by_transport
+            tally[transport, code] += 1
+            received = 0
             if refused is not None:
                 self._refused[refused[0]] += refused[1]
+                tally[transport, f"refused:{refused[0]}"] += refused[1]
+                received += refused[1]
             for reason, count in rejected:
                 self._rejected[reason] += count
+                tally[transport, f"rejected:{reason}"] += count
+                received += count
+            tally[transport, "received"] += received
+
+    def signal(self, signal: str, transport: str) -> None:
+        """One metric or log push: accepted, counted, not forwarded."""
+        with self.lock:
+            self._by_transport[transport, f"signal:{signal}"] += 1
 
     # The queue calls these with the lock held, as it changes what it holds.
-    def accepted_locked(self, count: int) -> None:
+    def accepted_locked(self, count: int, transport: str) -> None:
         self._accepted += count
+        self._by_transport[transport, "accepted"] += count
+        self._by_transport[transport, "received"] += count
 
     def exported_locked(self, count: int) -> None:
         self._exported += count
@@ -123,6 +144,7 @@ class Ledger:
                 possible_duplicates=self._duplicates,
                 torn_tails=self._torn,
                 corrupt_records=self._corrupt,
+                by_transport=dict(self._by_transport),
             )
 
 
@@ -132,14 +154,7 @@ class _LedgerCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         snap = self._ledger.snapshot()
-        yield _counter("receiver_received_spans", "Spans received in Export requests.", snap.received)
-        yield _counter("receiver_accepted_spans", "Spans accepted and queued for export.", snap.accepted)
-        yield _labelled("receiver_refused_spans", "Spans refused with UNAVAILABLE (client retries).",
-                        "reason", snap.refused, ("queue_full", "shutting_down", "disk_full", "worker_unavailable"))
-        yield _labelled("receiver_rejected_spans", "Invalid spans rejected via partial_success.",
-                        "reason", snap.rejected, ())
-        yield _labelled("receiver_requests", "Export requests by gRPC status code.",
-                        "code", snap.requests, ("OK",))
+        yield from _receiver_families(snap.by_transport)
         yield _counter("exporter_sent_spans", "Spans delivered to Jaeger.", snap.exported)
         yield _labelled("exporter_send_failed_spans",
                         "Spans in failed send attempts (each failed attempt counts its spans).",
@@ -161,6 +176,47 @@ class _LedgerCollector(Collector):
         corrupt.add_metric(["torn_tail"], snap.torn_tails)
         corrupt.add_metric(["checksum"], snap.corrupt_records)
         yield corrupt
+
+
+ALWAYS_REFUSED = ("queue_full", "shutting_down", "disk_full", "worker_unavailable")
+
+
+def _receiver_families(tally: dict[tuple[str, str], int]) -> Iterator[CounterMetricFamily]:
+    """The receiver series, each labelled by ``transport`` (grpc, http); both always present."""
+    received = CounterMetricFamily(f"{PREFIX}_receiver_received_spans", "Spans received in Export requests.",
+                                   labels=["transport"])
+    accepted = CounterMetricFamily(f"{PREFIX}_receiver_accepted_spans", "Spans accepted and queued for export.",
+                                   labels=["transport"])
+    refused = CounterMetricFamily(f"{PREFIX}_receiver_refused_spans",
+                                  "Spans refused with UNAVAILABLE / HTTP 503 (client retries).",
+                                  labels=["reason", "transport"])
+    rejected = CounterMetricFamily(f"{PREFIX}_receiver_rejected_spans",
+                                   "Invalid spans rejected via partial_success.", labels=["reason", "transport"])
+    requests = CounterMetricFamily(f"{PREFIX}_receiver_requests",
+                                   "Export requests by gRPC status code (HTTP answers by their gRPC twin).",
+                                   labels=["code", "transport"])
+    for transport in TRANSPORTS:
+        received.add_metric([transport], tally.get((transport, "received"), 0))
+        accepted.add_metric([transport], tally.get((transport, "accepted"), 0))
+        for reason in ALWAYS_REFUSED:
+            refused.add_metric([reason, transport], tally.get((transport, f"refused:{reason}"), 0))
+        requests.add_metric(["OK", transport], tally.get((transport, "OK"), 0))
+    for (transport, name), value in sorted(tally.items()):
+        kind, _, reason = name.partition(":")
+        if kind == "rejected":
+            rejected.add_metric([reason, transport], value)
+        elif kind == "refused" and reason not in ALWAYS_REFUSED:
+            refused.add_metric([reason, transport], value)
+        elif name.isupper() and name != "OK":
+            requests.add_metric([name, transport], value)
+    yield from (received, accepted, refused, rejected, requests)
+    for signal in SIGNALS:
+        pushes = CounterMetricFamily(f"{PREFIX}_receiver_{signal}_requests",
+                                     f"OTLP {signal} pushes answered success; counted, not forwarded.",
+                                     labels=["transport"])
+        for transport in TRANSPORTS:
+            pushes.add_metric([transport], tally.get((transport, f"signal:{signal}"), 0))
+        yield pushes
 
 
 def _counter(name: str, doc: str, value: int) -> CounterMetricFamily:

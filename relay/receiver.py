@@ -1,75 +1,72 @@
-"""The OTLP/gRPC receiver: TraceService/Export.
+"""The OTLP/gRPC receiver: TraceService, MetricsService and LogsService Export.
 
-Parse, convert, offer to the queue, answer. It never waits on Jaeger and never imports it.
+It decodes the request and writes the :class:`relay.ingest.Outcome` as a gRPC status; every
+decision is the shared core's (``relay.ingest``). It never waits on Jaeger and never imports it.
 
 - not a valid ExportTraceServiceRequest -> INVALID_ARGUMENT
-- invalid spans -> rejected alone, reported in ``partial_success``; the rest go through
-- the queue cannot take the whole request (spans or bytes full, disk full) -> UNAVAILABLE with a
-  RetryInfo delay (OTLP clients retry that); nothing of the request is queued, so nothing is
-  acknowledged and then dropped
-- a request the queue could never hold -> RESOURCE_EXHAUSTED, no RetryInfo (a server limit)
-- with a bearer token configured, a request without it -> UNAUTHENTICATED (compared in constant time,
-  decided from the metadata alone: the body of such a request is neither read nor parsed)
-- room in the queue is reserved for a request's spans before they are converted, so a burst of
-  requests cannot hold more converted spans than the queue capacity
+- more spans than the queue holds -> RESOURCE_EXHAUSTED, no RetryInfo (a server limit)
+- the queue cannot take the whole request now -> UNAVAILABLE with a RetryInfo delay
+- over ``--max-recv-msg-size-mib`` (after decompression) -> RESOURCE_EXHAUSTED, by gRPC itself
+- with a bearer token configured, a request without it -> UNAUTHENTICATED (decided from the
+  metadata alone: the body of such a request is neither read nor parsed)
+- a metric or log push -> success, counted, not forwarded
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTracePartialSuccess,
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
-from relay.convert import convert_request, request_span_count
-from relay.metrics import Ledger
-from relay.redact import Redactor
-from relay.spanqueue import Reservation, SpanQueue
+from relay.ingest import Ingest, Outcome, Verdict
 
 logger = logging.getLogger(__name__)
 
+TRANSPORT = "grpc"
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 EXPORT_METHOD = f"/{SERVICE}/Export"
-RETRY_DELAY_SECONDS = 2
+METRICS_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+LOGS_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
 _EMPTY_RESPONSE: bytes = ExportTraceServiceResponse().SerializeToString()
+# The other signals: method -> (signal name, request type, empty response)
+_SIGNALS: dict[str, tuple[str, type[Message], bytes]] = {
+    METRICS_METHOD: ("metrics", ExportMetricsServiceRequest, ExportMetricsServiceResponse().SerializeToString()),
+    LOGS_METHOD: ("logs", ExportLogsServiceRequest, ExportLogsServiceResponse().SerializeToString()),
+}
+_CODES = {verdict: getattr(code_pb2, verdict.value) for verdict in Verdict}
 
 
-def _unavailable_status(message: str) -> grpc.Status:
-    retry_info = any_pb2.Any()
-    retry_info.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=RETRY_DELAY_SECONDS)))
-    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[retry_info])
+def grpc_status(outcome: Outcome) -> grpc.Status:
+    """A non-OK Outcome as a gRPC status; a refusal carries RetryInfo, nothing else does."""
+    details = []
+    if outcome.retry_after:
+        retry_info = any_pb2.Any()
+        retry_info.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=outcome.retry_after)))
+        details.append(retry_info)
+    status = status_pb2.Status(code=_CODES[outcome.verdict], message=outcome.message, details=details)
     return rpc_status.to_status(status)
 
 
-_QUEUE_FULL = _unavailable_status("trace-relay queue is full; retry later")
-_SHUTTING_DOWN = _unavailable_status("trace-relay is shutting down; retry later")
-_DISK_FULL = _unavailable_status("trace-relay's disk queue is out of space; retry later")
-_DISK_ERROR = _unavailable_status("trace-relay could not write its disk queue; retry later")
-_WORKER_UNAVAILABLE = _unavailable_status("trace-relay cannot export now (its exporter worker is stalled or stopped); "
-                                          "retry later")
-
-
 class TraceReceiver:
-    def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None, *,
-                 accepting: Callable[[], bool] = lambda: True, redactor: Redactor | None = None,
-                 redacted: Callable[[int], None] | None = None) -> None:
-        self._accepting = accepting  # False while the exporter worker is dead or stalled
-        self._queue = queue
-        self._ledger = ledger
-        self._redactor = redactor or Redactor()
-        self._count_redacted = redacted or (lambda _count: None)
-        self._token = auth_token or None
-        self.shutting_down = False
+    def __init__(self, ingest: Ingest) -> None:
+        self._ingest = ingest
 
     def handler(self) -> grpc.GenericRpcHandler:
         # Raw bytes in: a parse failure must be INVALID_ARGUMENT, which grpc's own deserializer
@@ -77,86 +74,37 @@ class TraceReceiver:
         return _Handler(self)
 
     def export(self, data: bytes, context: grpc.ServicerContext) -> bytes:
-        try:
-            request = ExportTraceServiceRequest.FromString(data)
-        except DecodeError as exc:
-            self._ledger.request("INVALID_ARGUMENT")
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"not a valid ExportTraceServiceRequest: {exc}")
-        count = request_span_count(request)
-        if not self._queue.fits(count, len(data)):
-            # It could never be queued whole: retrying cannot help, so no RetryInfo.
-            self._ledger.request("RESOURCE_EXHAUSTED", rejected=[("request_exceeds_queue", count)])
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"request has {count} spans in {len(data)} bytes, more than the relay's queue "
-                          f"holds ({self._queue.capacity} spans, --queue-size; {self._queue.max_bytes} bytes, "
-                          f"--queue-max-mib): send smaller batches")
-        reservation = None if self.shutting_down or not self._accepting() \
-            else self._queue.reserve(count, len(data))
-        if reservation is None:
-            reason, status = self._refusal("queue_full")
-            self._ledger.request("UNAVAILABLE", refused=(reason, count))
-            context.abort_with_status(status)
-            return _EMPTY_RESPONSE  # not reached: abort raises
-        return self._export(request, data, reservation, context)
+        with self._ingest.admission(len(data), TRANSPORT) as refused:
+            outcome = refused or self._ingest.export_traces(data, _decode_traces, TRANSPORT)
+        if outcome.verdict is not Verdict.OK:
+            context.abort_with_status(grpc_status(outcome))
+        if not outcome.response.HasField("partial_success"):
+            return _EMPTY_RESPONSE
+        response: bytes = outcome.response.SerializeToString()
+        return response
+
+    def signal_export(self, method: str) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+        signal, request_type, empty = _SIGNALS[method]
+
+        def export(data: bytes, context: grpc.ServicerContext) -> bytes:
+            try:
+                request_type.FromString(data)
+            except DecodeError as exc:
+                outcome = self._ingest.invalid(TRANSPORT, f"not a valid {request_type.__name__}: {exc}")
+                context.abort_with_status(grpc_status(outcome))
+            self._ingest.other_signal(signal, TRANSPORT, _client(context))
+            return empty
+
+        return export
 
     def unauthenticated(self, _requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         """The answer to a request without the bearer token; its body is never read."""
-        self._ledger.request("UNAUTHENTICATED")
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+        context.abort_with_status(grpc_status(self._ingest.unauthenticated(TRANSPORT)))
         return _EMPTY_RESPONSE  # not reached: abort raises
 
     def authorized(self, metadata: Sequence[tuple[str, str | bytes]]) -> bool:
-        """RFC 6750: ``authorization: Bearer <token>``, the scheme case-insensitive (RFC 7235);
-        the token compared in constant time."""
-        if self._token is None:
-            return True
-        for key, value in metadata:
-            if key == "authorization":
-                given = value.encode() if isinstance(value, str) else value
-                scheme, _, token = given.strip().partition(b" ")
-                valid = scheme.lower() == b"bearer"
-                return hmac.compare_digest(token.strip(), self._token) and valid
-        return False
-
-    def _export(self, request: ExportTraceServiceRequest, data: bytes, reservation: Reservation,
-                context: grpc.ServicerContext) -> bytes:
-        """Redact, convert and queue into the reserved room, which is used up either way."""
-        try:
-            redacted = self._redactor.redact(request)  # before anything keeps a string
-            self._count_redacted(redacted)
-            if redacted:
-                data = request.SerializeToString()  # what the disk queue keeps is redacted too
-            converted = convert_request(request)
-        except BaseException:
-            self._queue.cancel(reservation)
-            raise
-        rejected = converted.rejected.items()
-        refusal = self._queue.commit(reservation, converted, data)
-        if refusal == "not_durable":  # queued, but the client must not count on it
-            self._ledger.request("UNAVAILABLE", rejected=rejected)
-            context.abort_with_status(_DISK_ERROR)
-        if refusal is not None:
-            reason, status = self._refusal(refusal)
-            self._ledger.request("UNAVAILABLE", refused=(reason, converted.span_count), rejected=rejected)
-            context.abort_with_status(status)
-        self._ledger.request("OK", rejected=rejected)
-        if not converted.rejected:
-            return _EMPTY_RESPONSE
-        partial = ExportTracePartialSuccess(rejected_spans=converted.rejected_count,
-                                            error_message=_rejection_message(converted.rejected,
-                                                                             converted.first_error))
-        response: bytes = ExportTraceServiceResponse(partial_success=partial).SerializeToString()
-        return response
-
-    def _refusal(self, reason: str) -> tuple[str, grpc.Status]:
-        if self.shutting_down or self._queue.closed or reason == "shutting_down":
-            return "shutting_down", _SHUTTING_DOWN
-        if not self._accepting():
-            return "worker_unavailable", _WORKER_UNAVAILABLE
-        if reason in ("disk_full", "disk_error"):
-            return reason, _DISK_FULL if reason == "disk_full" else _DISK_ERROR
-        return "queue_full", _QUEUE_FULL
+        header = next((value for key, value in metadata if key == "authorization"), None)
+        return self._ingest.authorized(header)
 
 
 class _Handler(grpc.GenericRpcHandler):  # type: ignore[misc]
@@ -165,17 +113,29 @@ class _Handler(grpc.GenericRpcHandler):  # type: ignore[misc]
 
     def __init__(self, receiver: TraceReceiver) -> None:
         self._receiver = receiver
-        self._export = grpc.unary_unary_rpc_method_handler(receiver.export)
+        self._methods = {EXPORT_METHOD: grpc.unary_unary_rpc_method_handler(receiver.export)}
+        for method in _SIGNALS:
+            self._methods[method] = grpc.unary_unary_rpc_method_handler(receiver.signal_export(method))
         self._refuse = grpc.stream_unary_rpc_method_handler(receiver.unauthenticated)
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
-        if handler_call_details.method != EXPORT_METHOD:
+        method = self._methods.get(handler_call_details.method)
+        if method is None:
             return None
         if self._receiver.authorized(handler_call_details.invocation_metadata):
-            return self._export
+            return method
         return self._refuse
 
 
-def _rejection_message(rejected: dict[str, int], first_error: str) -> str:
-    counts = ", ".join(f"{count} {reason}" for reason, count in sorted(rejected.items()))
-    return f"rejected {sum(rejected.values())} invalid spans ({counts}); first: {first_error}"
+def _decode_traces(data: bytes) -> ExportTraceServiceRequest:
+    try:
+        request: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(data)
+    except DecodeError as exc:
+        raise ValueError(str(exc)) from None
+    return request
+
+
+def _client(context: grpc.ServicerContext) -> str:
+    """The client's address without its port: "ipv4:10.0.0.7:51234" -> "10.0.0.7"."""
+    peer = str(context.peer() or "unknown")
+    return peer.partition(":")[2].rpartition(":")[0] or peer

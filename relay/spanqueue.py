@@ -136,7 +136,8 @@ class SpanQueue:
         """Whether a request of this size could ever be queued (when the queue is empty)."""
         return spans <= self.capacity and nbytes <= self.max_bytes
 
-    def commit(self, reservation: Reservation, converted: Converted, record: bytes) -> str | None:
+    def commit(self, reservation: Reservation, converted: Converted, record: bytes,
+               transport: str = "grpc") -> str | None:
         """Queue a converted request in its reserved room; the reservation is used up either way.
 
         ``record`` is the request as received: the disk log stores it, and the worker converts
@@ -146,7 +147,7 @@ class SpanQueue:
         to retry, so they may arrive twice)."""
         spans, nbytes = converted.span_count, converted.nbytes
         if self._log is None or not spans:
-            return self._commit_in_memory(reservation, converted)
+            return self._commit_in_memory(reservation, converted, transport)
         with self._write_lock:  # records are registered in the order they are in the log
             try:
                 written, sequence = self._log.write(record, spans, nbytes)
@@ -158,7 +159,7 @@ class SpanQueue:
                 logger.error("disk queue: cannot write a record: %s", exc)  # noqa: TRY400 - one line
                 return "disk_error"
             with self._cond:
-                self._accept_locked(reservation, spans, nbytes)
+                self._accept_locked(reservation, spans, nbytes, transport)
                 self._records.append((written, sequence))
         try:
             self._log.sync(sequence)
@@ -170,12 +171,12 @@ class SpanQueue:
             self._cond.notify()
         return None
 
-    def _commit_in_memory(self, reservation: Reservation, converted: Converted) -> str | None:
+    def _commit_in_memory(self, reservation: Reservation, converted: Converted, transport: str) -> str | None:
         with self._cond:
             if self._closed:
                 self._cancel_locked(reservation)
                 return "shutting_down"
-            self._accept_locked(reservation, converted.span_count, converted.nbytes)
+            self._accept_locked(reservation, converted.span_count, converted.nbytes, transport)
             now = self._clock()
             for batch, size in zip(converted.batches, converted.batch_bytes, strict=True):
                 self._window.append(_Item(batch, size, now))
@@ -183,11 +184,11 @@ class SpanQueue:
             self._cond.notify()
             return None
 
-    def _accept_locked(self, reservation: Reservation, spans: int, nbytes: int) -> None:
+    def _accept_locked(self, reservation: Reservation, spans: int, nbytes: int, transport: str) -> None:
         self._room_spans -= reservation.spans - spans
         self._room_bytes -= reservation.nbytes - nbytes
         self._held += spans
-        self._ledger.accepted_locked(spans)
+        self._ledger.accepted_locked(spans, transport)
 
     def cancel(self, reservation: Reservation) -> None:
         """Free a reservation that will not be committed."""

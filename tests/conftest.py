@@ -10,7 +10,8 @@ from relay.config import load_config
 from relay.exporters.base import Exporter
 from relay.worker import RetryPolicy
 
-LOOPBACK_FLAGS = ("--otlp-grpc-endpoint", "127.0.0.1:0", "--admin-endpoint", "127.0.0.1:0")
+LOOPBACK_FLAGS = ("--otlp-grpc-endpoint", "127.0.0.1:0", "--otlp-http-endpoint", "127.0.0.1:0",
+                  "--admin-endpoint", "127.0.0.1:0")
 FAST_RETRY = RetryPolicy(max_elapsed=5.0, initial=0.05, multiplier=1.5, max_interval=0.5)
 
 RelayFactory = Callable[..., Relay]

@@ -73,8 +73,14 @@ def scrape(admin_port: int) -> Scrape:
     samples: dict[str, dict[str, float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            label = next(iter(sample.labels.values()), "")
-            samples.setdefault(sample.name, {})[label] = sample.value
+            # Summed over the receiver's ``transport`` label: tests ask for totals unless they
+            # read ``by_transport``.
+            label = next((v for k, v in sample.labels.items() if k != "transport"), "")
+            series = samples.setdefault(sample.name, {})
+            series[label] = series.get(label, 0.0) + sample.value
+            if "transport" in sample.labels:
+                key = f"{sample.name}@{sample.labels['transport']}"
+                samples.setdefault(key, {})[label] = samples.get(key, {}).get(label, 0.0) + sample.value
     return Scrape(samples)
 
 

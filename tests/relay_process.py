@@ -11,17 +11,18 @@ import threading
 from pathlib import Path
 
 PORTS = re.compile(r"OTLP/gRPC on \S+ \(port (\d+)\), admin on port (\d+)")
+HTTP_PORT = re.compile(r"OTLP/HTTP on \S+ \(port (\d+)\)")
 
 
 class RelayProcess:
     def __init__(self, *flags: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "relay", "--otlp-grpc-endpoint", "127.0.0.1:0",
-             "--admin-endpoint", "127.0.0.1:0", *flags],
+             "--otlp-http-endpoint", "127.0.0.1:0", "--admin-endpoint", "127.0.0.1:0", *flags],
             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.lines: list[str] = []
         self._ready = threading.Event()
-        self.otlp_port = self.admin_port = 0
+        self.otlp_port = self.admin_port = self.http_port = 0
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         if not self._ready.wait(30):
@@ -35,6 +36,8 @@ class RelayProcess:
             match = PORTS.search(line)
             if match:
                 self.otlp_port, self.admin_port = int(match[1]), int(match[2])
+                http = HTTP_PORT.search(line)
+                self.http_port = int(http[1]) if http else 0
                 self._ready.set()
 
     def terminate(self) -> int:

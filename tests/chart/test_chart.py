@@ -136,6 +136,8 @@ def test_rendered_examples_match_the_chart() -> None:
         ({"buildkit": {"enabled": "yes"}}, "enabled"),
         # --jaeger-timeout refuses a bare number (its OTEL twin is milliseconds): so does the chart.
         ({"jaeger": {"collector": {"endpoint": "http://j:14268/api/traces", "timeout": "10000"}}}, "timeout"),
+        ({"buildkit": {"otlpProtocol": "http/json"}}, "otlpProtocol"),
+        ({"service": {"otlpHttpPort": 0}}, "otlpHttpPort"),
     ],
 )
 def test_schema_rejects_bad_values(values: dict[str, Any], complaint: str) -> None:
@@ -207,24 +209,32 @@ def test_services_reach_the_ports_the_relay_listens_on(rendered: Rendered) -> No
     container = relay_container(rendered)
     flags = flag_values(container["args"])
     otlp = parse_host_port(flags["otlp-grpc-endpoint"]).port
+    otlp_http = parse_host_port(flags["otlp-http-endpoint"]).port
     admin = parse_host_port(flags["admin-endpoint"]).port
     assert container_port(container, "otlp-grpc") == otlp
+    assert container_port(container, "otlp-http") == otlp_http
     assert container_port(container, "admin") == admin
 
     service = rendered.one("Service", FULLNAME)
     ports = {p["name"]: p for p in service["spec"]["ports"]}
     assert container_port(container, ports["otlp-grpc"]["targetPort"]) == otlp
     assert ports["otlp-grpc"]["appProtocol"] == "grpc"
+    assert container_port(container, ports["otlp-http"]["targetPort"]) == otlp_http
+    assert ports["otlp-http"]["appProtocol"] == "http"
     assert container_port(container, ports["metrics"]["targetPort"]) == admin
     assert service["spec"]["selector"].items() <= pod_labels(rendered).items()
 
     headless = [s for s in rendered.of_kind("Service") if s["spec"].get("clusterIP") == "None"]
     assert len(headless) == int(bool(rendered.values.get("service", {}).get("headless")))
     for svc in headless:
-        (port,) = svc["spec"]["ports"]
-        # No port mapping without a cluster IP: clients dial the pod's own port.
-        assert port["port"] == otlp
-        assert port["appProtocol"] == "grpc"
+        # No port mapping without a cluster IP: clients dial the pod's own ports.
+        assert {(p["port"], p["appProtocol"]) for p in svc["spec"]["ports"]} == {(otlp, "grpc"), (otlp_http, "http")}
+
+    # The NetworkPolicy, when on, admits OTLP on both ports.
+    for policy in rendered.of_kind("NetworkPolicy"):
+        otlp_rule = policy["spec"]["ingress"][0]
+        allowed = {container_port(container, p["port"]) for p in otlp_rule["ports"]}
+        assert allowed == {otlp, otlp_http}
 
 
 def pod_labels(r: Rendered) -> dict[str, str]:
@@ -380,9 +390,12 @@ def test_bundled_buildkit_sends_to_the_relay_service(rendered: Rendered) -> None
     env = {e["name"]: e for e in container["env"]}
     assert env["OTEL_TRACES_EXPORTER"]["value"] == "otlp"
     service = rendered.one("Service", FULLNAME)
-    (otlp,) = [p for p in service["spec"]["ports"] if p["name"] == "otlp-grpc"]
+    protocol = rendered.values["buildkit"].get("otlpProtocol", "grpc")
+    assert env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"]["value"] == protocol
+    port_name, path = ("otlp-grpc", "") if protocol == "grpc" else ("otlp-http", "/v1/traces")
+    (otlp,) = [p for p in service["spec"]["ports"] if p["name"] == port_name]
     scheme = "https" if rendered.values.get("tls", {}).get("enabled") else "http"
-    expected = f"{scheme}://{FULLNAME}.{NAMESPACE}.svc:{otlp['port']}"
+    expected = f"{scheme}://{FULLNAME}.{NAMESPACE}.svc:{otlp['port']}{path}"
     assert env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]["value"] == expected
     if rendered.values.get("auth", {}).get("enabled"):
         header = env["OTEL_EXPORTER_OTLP_TRACES_HEADERS"]["value"]
@@ -401,6 +414,8 @@ def test_notes_tell_how_to_point_buildkit_at_the_relay(rendered: Rendered) -> No
     notes = rendered.manifests[f"{CHART_DIR.name}/templates/NOTES.txt"]
     assert "OTEL_TRACES_EXPORTER=otlp" in notes
     assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http" in notes
+    assert "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf" in notes
+    assert f"{FULLNAME}.{NAMESPACE}.svc:4318/v1/traces" in notes
     assert f"{FULLNAME}.{NAMESPACE}.svc:" in notes
 
 

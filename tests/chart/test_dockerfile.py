@@ -82,7 +82,7 @@ def test_dockerfile_is_multi_stage_and_runs_unprivileged() -> None:
     assert (pod["runAsUser"], pod["runAsGroup"]) == (uid, gid)
     assert json.loads(last(runtime, "ENTRYPOINT")) == ["trace-relay"]
     exposed = {p for rest in (r for kw, r in runtime if kw == "EXPOSE") for p in rest.split()}
-    assert exposed == {"4317", "8888"}
+    assert exposed == {"4317", "4318", "8888"}
     # Nothing is written at run time, so a read-only root filesystem works.
     assert "PYTHONDONTWRITEBYTECODE=1" in last(runtime, "ENV")
     labels = " ".join(rest for kw, rest in runtime if kw == "LABEL")

@@ -8,7 +8,6 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from opentelemetry.sdk.trace.export import SpanExportResult
@@ -163,18 +162,38 @@ def test_gzip_compressed_requests_are_accepted(make_relay: RelayFactory) -> None
 
 
 def test_a_request_larger_than_the_queue_is_refused_for_good_and_counted(make_relay: RelayFactory) -> None:
-    """It could never be queued whole: not retryable (a retry would loop until the client gives up)."""
+    """It could never be queued whole: a server limit, RESOURCE_EXHAUSTED without RetryInfo (OTLP
+    clients do not retry that; with RetryInfo they would loop until they give up)."""
     exporter = RecordingExporter()
     relay = make_relay("--queue-size", "5", "--max-batch-size", "5", exporter=exporter)
     spans = [Span(name=f"s{i}", **{**GOOD, "span_id": (i + 1).to_bytes(8, "big")}) for i in range(6)]
     with pytest.raises(grpc.RpcError) as info:
         raw_export(relay.otlp_port, _request(*spans))
-    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED  # a server limit (issue 12 item 5)
+    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "--queue-size" in (info.value.details() or "")
-    status = rpc_status.from_call(info.value)  # type: ignore[arg-type]
-    assert status is None or not status.details, "no RetryInfo: retrying cannot help"
+    details = dict(info.value.trailing_metadata() or ()).get("grpc-status-details-bin")
+    status = status_pb2.Status.FromString(details or b"")
+    assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert not any(detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for detail in status.details)
     assert relay.metrics.ledger.snapshot().rejected == {"request_exceeds_queue": 6}
     raw_export(relay.otlp_port, _request(*spans[:5]))  # a request that fits still goes through
     assert exporter.wait_for_spans(5)
     assert wait_until(lambda: relay.metrics.ledger.snapshot().queued == 0)
     _balanced(relay)
+
+
+@pytest.mark.parametrize(("limit_mib", "code"), [(1, grpc.StatusCode.RESOURCE_EXHAUSTED), (4, grpc.StatusCode.OK)])
+def test_the_size_limit_applies_after_gzip_decompression(make_relay: RelayFactory, limit_mib: int,
+                                                         code: grpc.StatusCode) -> None:
+    """A 2 MiB request that gzip shrinks to a few KiB is over a 1 MiB limit (OTLP: the limit holds
+    after decompression, so a bomb costs nothing) and under a 4 MiB one (the control)."""
+    relay = make_relay("--max-recv-msg-size-mib", str(limit_mib), exporter=RecordingExporter())
+    body = _request(Span(name="x" * (2 * 1024 * 1024), **GOOD)).SerializeToString()
+    with grpc.insecure_channel(f"127.0.0.1:{relay.otlp_port}", compression=grpc.Compression.Gzip) as channel:
+        call = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        try:
+            call(body, timeout=10)
+            answered = grpc.StatusCode.OK
+        except grpc.RpcError as exc:
+            answered = exc.code()
+    assert answered is code

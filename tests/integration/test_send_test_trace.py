@@ -70,7 +70,7 @@ def test_a_relay_that_cannot_deliver_is_not_ok(make_relay: RelayFactory) -> None
         result = _send("--endpoint", f"127.0.0.1:{relay.otlp_port}",
                        "--admin-endpoint", f"127.0.0.1:{relay.admin_port}", "--timeout", "10s")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert re.match(r"FAILED: the relay accepted 22 spans of trace [0-9a-f]{32}; it delivered 0 of them to "
+    assert re.match(r"FAILED: the relay accepted 22 spans of trace [0-9a-f]{32} over grpc; it delivered 0 of them to "
                     r"Jaeger: exporter send failures: \w+ \(\d+ spans\)", result.stdout), result.stdout
 
 

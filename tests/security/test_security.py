@@ -3,6 +3,7 @@ and certificates made at test time; secrets kept out of logs, metrics and --help
 
 from __future__ import annotations
 
+import http.client
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,11 +17,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceS
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from relay.app import Relay
+from relay.ingest import Ingest
 from relay.metrics import Ledger
 from relay.receiver import TraceReceiver
 from relay.spanqueue import SpanQueue
 from tests.conftest import RelayFactory
 from tests.fakes import RecordingExporter
+from tests.http_client import post
 from tests.jaeger_sinks import HttpCollectorSink
 from tests.operator import grpc_health, scrape
 from tests.relay_process import RelayProcess
@@ -161,7 +164,7 @@ def test_missing_or_wrong_token_is_unauthenticated_and_the_body_never_parsed(
 def test_unauthenticated_handler_never_reads_the_request() -> None:
     """Direct: the refusal gets a request iterator that explodes if touched."""
     ledger = Ledger(capacity=10)
-    receiver = TraceReceiver(SpanQueue(ledger, max_spans=10, max_bytes=10**6), ledger, TOKEN.encode())
+    receiver = TraceReceiver(Ingest(SpanQueue(ledger, max_spans=10, max_bytes=10**6), ledger, TOKEN.encode()))
 
     class Untouchable:
         def __iter__(self) -> Iterator[bytes]:
@@ -172,8 +175,8 @@ def test_unauthenticated_handler_never_reads_the_request() -> None:
     class Context:
         code: grpc.StatusCode | None = None
 
-        def abort(self, code: grpc.StatusCode, _details: str) -> None:
-            self.code = code
+        def abort_with_status(self, status: grpc.Status) -> None:
+            self.code = status.code
             raise grpc.RpcError
 
     context = Context()
@@ -243,3 +246,71 @@ def test_secrets_never_in_logs_metrics_or_help(tmp_path: Path, pki: Pki, token_f
         assert secret not in metrics_text
         assert secret not in help_text
     assert jaeger.requests[0].headers["authorization"].startswith("Basic ")  # the password was used
+
+
+# -- OTLP/HTTP: the same TLS, mutual TLS and token as gRPC ---------------------------------------
+
+@pytest.fixture
+def no_ca_bundle_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the exporter's own CA file."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _http_otlp(port: int, pki: Pki, *, client_cert: bool = False,
+               headers: dict[str, str] | None = None) -> SpanExportResult:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+
+    exporter = HttpSpanExporter(
+        endpoint=f"https://127.0.0.1:{port}/v1/traces", certificate_file=str(pki.ca), timeout=3, headers=headers,
+        client_certificate_file=str(pki.client_cert) if client_cert else None,
+        client_key_file=str(pki.client_key) if client_cert else None)
+    try:
+        return exporter.export(sdk_spans()[:3])
+    finally:
+        exporter.shutdown()
+
+
+@pytest.mark.usefixtures("no_ca_bundle_env")
+def test_http_tls_and_token_with_the_real_http_exporter(make_relay: RelayFactory, pki: Pki,
+                                                        token_file: Path) -> None:
+    exporter = RecordingExporter()
+    relay = make_relay(*_tls_flags(pki), "--auth-token-file", str(token_file), exporter=exporter)
+    assert _http_otlp(relay.http_port, pki, headers={"authorization": f"Bearer {TOKEN}"}) is SpanExportResult.SUCCESS
+    assert exporter.wait_for_spans(3)
+    assert _http_otlp(relay.http_port, pki) is SpanExportResult.FAILURE  # no token: 401
+    with pytest.raises((http.client.HTTPException, ConnectionError)):  # plaintext to the TLS port: cut off
+        post(relay.http_port, b"")
+    assert len(exporter.spans()) == 3
+    assert scrape(relay.admin_port).value("receiver_requests_total@http", "UNAUTHENTICATED") == 1
+
+
+@pytest.mark.usefixtures("no_ca_bundle_env")
+def test_http_mutual_tls_needs_a_client_certificate(make_relay: RelayFactory, pki: Pki) -> None:
+    exporter = RecordingExporter()
+    relay = make_relay(*_tls_flags(pki, mutual=True), exporter=exporter)
+    assert _http_otlp(relay.http_port, pki) is SpanExportResult.FAILURE
+    assert exporter.spans() == []
+    assert _http_otlp(relay.http_port, pki, client_cert=True) is SpanExportResult.SUCCESS
+    assert exporter.wait_for_spans(3)
+
+
+def test_http_shutdown_cuts_idle_tls_keep_alive_connections(make_relay: RelayFactory, pki: Pki) -> None:
+    """An idle keep-alive connection must not keep a connection thread (and the process exit)
+    waiting for the 30 s read deadline once the relay shuts down."""
+    import ssl
+
+    relay = make_relay(*_tls_flags(pki), exporter=RecordingExporter())
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    conn = http.client.HTTPSConnection("127.0.0.1", relay.http_port, timeout=10, context=context)
+    conn.request("POST", "/v1/traces", body=b"", headers={"Content-Type": "application/x-protobuf"})
+    assert conn.getresponse().read() == b""
+    relay.shutdown()
+    assert conn.sock is not None
+    conn.sock.settimeout(10)
+    try:
+        data = conn.sock.recv(1)
+    except (ssl.SSLError, ConnectionError):
+        data = b""  # closed without a TLS close_notify: also cut
+    assert data == b""
+    conn.close()

@@ -22,7 +22,8 @@ def test_defaults_are_the_documented_ones() -> None:
     assert config.jaeger_agent == HostPort("localhost", 6831)
     assert config.admin_endpoint == HostPort("0.0.0.0", 8888)
     assert config.jaeger_collector is None
-    assert (config.queue_size, config.max_recv_msg_size_mib) == (20000, 4)
+    assert (config.queue_size, config.max_recv_msg_size_mib) == (20000, 64)
+    assert config.otlp_http_endpoint == HostPort("0.0.0.0", 4318)
     assert (config.retry_max_elapsed, config.shutdown_timeout) == (60.0, 20.0)
     assert config == Config()
 
@@ -223,3 +224,11 @@ def test_queue_dir_must_exist_and_queue_max_mib_must_be_positive(tmp_path: Path)
         load_config(["--queue-dir", str(tmp_path / "absent")], {})
     with pytest.raises(ConfigError, match=r"^--queue-max-mib: must be a positive integer"):
         load_config(["--queue-max-mib", "0"], {})
+
+
+def test_the_http_endpoint_must_differ_from_the_others() -> None:
+    with pytest.raises(ConfigError, match="--otlp-http-endpoint"):
+        load_config(["--otlp-http-endpoint", "0.0.0.0:4317"], {})
+    with pytest.raises(ConfigError, match="--otlp-http-read-timeout"):
+        load_config(["--otlp-http-read-timeout", "0s"], {})
+    assert load_config([], {"RELAY_OTLP_HTTP_ENDPOINT": "127.0.0.1:9318"}).otlp_http_endpoint.port == 9318

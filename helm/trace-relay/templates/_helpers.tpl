@@ -60,6 +60,12 @@ app.kubernetes.io/component: relay
 {{- printf "%s://%s.%s.svc:%d" $scheme (include "trace-relay.fullname" .) .Release.Namespace (int .Values.service.otlpPort) }}
 {{- end }}
 
+{{/* The OTLP/HTTP traces URL: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is used as given, path included. */}}
+{{- define "trace-relay.otlpHttpTracesEndpoint" -}}
+{{- $scheme := ternary "https" "http" .Values.tls.enabled }}
+{{- printf "%s://%s.%s.svc:%d/v1/traces" $scheme (include "trace-relay.fullname" .) .Release.Namespace (int .Values.service.otlpHttpPort) }}
+{{- end }}
+
 {{/* Durations -------------------------------------------------------------
 Seconds (a float) of a duration the relay accepts: 200ms, 5s, 1m, 1h or bare seconds.
 Mirrors relay.config.parse_duration; a bad value fails the render. */}}
