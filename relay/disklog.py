@@ -289,7 +289,13 @@ class DiskLog:
             self._path(segment).unlink(missing_ok=True)
 
     def _rotate_if_drained(self, done: Position) -> Position:
+        """``done`` moved past a segment's last record: the start of the next segment instead, so
+        that the drained one is deleted (a segment of an earlier run, or the one being written,
+        which is then replaced by a new one)."""
         with self._append_lock:
+            if done.segment < self._segment:
+                size = os.stat(self._path(done.segment)).st_size if self._path(done.segment).exists() else 0
+                return Position(done.segment + 1, 0) if done.offset >= size else done
             if done != Position(self._segment, self._size) or self._size < ROTATE_DRAINED_BYTES:
                 return done
             self._rotate()

@@ -172,3 +172,19 @@ def test_a_drained_segment_is_replaced_and_freed_at_once(tmp_path: Path) -> None
     again = DiskLog(tmp_path)
     assert [again.read(r) for r in again.recovery.records] == [b"after"]
     again.close()
+
+
+def test_a_segment_of_an_earlier_run_is_deleted_once_drained(tmp_path: Path) -> None:
+    """After a restart the old segments are not the one being written: each is deleted as soon
+    as its last record is done (a drained 1 GB backlog left its last segment behind before)."""
+    log = DiskLog(tmp_path)
+    fill(log, 3, size=100)
+    log.close()
+    again = DiskLog(tmp_path)  # writes to a new segment now
+    (old,) = [p for p in tmp_path.glob("seg-*.log") if p.stat().st_size]
+    again.mark_done(again.recovery.records[-1].end)
+    assert not old.exists()
+    again.close()
+    third = DiskLog(tmp_path)
+    assert third.recovery.records == [] and third.recovery.skip == 0
+    third.close()
