@@ -1,4 +1,4 @@
-"""RSS stays under the documented bound (README, "Operating it", "Memory") during a burst of many
+"""RSS stays under the documented bound (docs/operations.md, "Memory"; docs/queue.md for the byte bound) during a burst of many
 concurrent large requests against a stalled Jaeger: the queue fills, further requests are refused,
 and the relay's peak RSS (VmHWM, read from /proc) stays under
 

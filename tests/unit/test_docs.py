@@ -64,3 +64,25 @@ def test_the_documented_service_name_is_the_one_the_chart_makes() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "<release>-trace-relay" in readme
     assert "http://<release>.<namespace>.svc:4317" not in readme
+
+
+def test_the_readme_is_short_and_every_doc_page_is_in_the_index() -> None:
+    """Issue 12 item 9: at most 250 lines; the rest lives in docs/, each page listed in its index."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250, f"README.md has {len(readme.splitlines())} lines"
+    index = (ROOT / "docs" / "README.md").read_text()
+    pages = {p.name for p in (ROOT / "docs").glob("*.md")} - {"README.md"}
+    missing = sorted(page for page in pages if f"]({page})" not in index)
+    assert missing == [], f"docs/README.md does not list {missing}"
+
+
+@pytest.mark.parametrize("doc", [*DOCS, ROOT / "CONTRIBUTING.md", ROOT / "helm" / "trace-relay" / "README.md"],
+                         ids=lambda path: str(path.relative_to(ROOT)))
+def test_relative_links_point_at_files_that_exist(doc: Path) -> None:
+    broken = []
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        if not (doc.parent / target).exists():
+            broken.append(target)
+    assert broken == [], f"{doc.name}: broken links {broken}"
