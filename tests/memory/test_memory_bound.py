@@ -1,6 +1,6 @@
-"""RSS stays under the documented bound (docs/operations.md, "Memory"; docs/queue.md for the byte bound) during a burst of many
-concurrent large requests against a stalled Jaeger: the queue fills, further requests are refused,
-and the relay's peak RSS (VmHWM, read from /proc) stays under
+"""RSS stays under the documented bound (docs/operations.md, "Memory"; docs/queue.md for the byte
+bound) during a burst of many concurrent large requests against a stalled Jaeger: the queue
+fills, further requests are refused, and the relay's peak RSS (VmHWM, read from /proc) stays under
 
     R0 + queue_size * SPAN_BYTES + max_concurrent_rpcs * max_recv * (1 + PARSE_FACTOR) + SLACK
 
