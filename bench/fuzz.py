@@ -25,10 +25,11 @@ from hypothesis import HealthCheck, given, settings
 
 from relay.app import Relay
 from relay.config import load_config
+from relay.receiver import EXPORT_METHOD
 from tests.hostile.fuzz import bodies
 
 RESULTS = Path(__file__).resolve().parent / "results"
-EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+EXPORT = EXPORT_METHOD
 ALLOWED = {"OK", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"}
 
 

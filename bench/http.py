@@ -27,10 +27,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from bench.load import percentile
 from bench.servers import ServerProcess
 from relay import otlp_json
+from relay.convert import request_span_count
+from relay.receiver import EXPORT_METHOD
 from relay.testtrace import buildkit_trace
 
 RESULTS = Path(__file__).parent / "results" / "http-latest.md"
-EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+EXPORT = EXPORT_METHOD
 Sender = Callable[[], bool]
 
 
@@ -46,7 +48,7 @@ def request_of(spans: int) -> ExportTraceServiceRequest:
     """A BuildKit-shaped request grown to at least ``spans`` spans."""
     rng = random.Random(7)
     request = ExportTraceServiceRequest()
-    while sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans) < spans:
+    while request_span_count(request) < spans:
         request.MergeFrom(buildkit_trace(rng, time.time_ns(), steps=8))
     return request
 
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spans", type=int, default=100, help="spans per request")
     args = parser.parse_args(argv)
     request = request_of(args.spans)
-    spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    spans = request_span_count(request)
     bodies = {"grpc": request.SerializeToString(), "http/protobuf": request.SerializeToString(),
               "http/json": otlp_json.dumps(request)}
     rows = []

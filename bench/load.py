@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass, field
 import grpc
 
 from bench.profiles import PROFILES, Request, build_requests
+from relay.receiver import EXPORT_METHOD
 
-METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+METHOD = EXPORT_METHOD
 POOL_SIZE = 64  # distinct requests cycled through
 # A refused call is retried after this long. The relay's RetryInfo asks for 2 s and OTLP clients
 # back off at least that long; 0.5 s keeps a saturated relay's queue full without spending the

@@ -25,10 +25,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from bench.servers import ServerProcess
+from relay.receiver import EXPORT_METHOD
 
 MIB = 1024 * 1024
 RESULTS = Path(__file__).parent / "results" / "memory-receive.md"
-EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+EXPORT = EXPORT_METHOD
 PARSE_FACTOR = 5.4  # bench/results/memory.md
 
 

@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from bench.naive_server import SERVICE
+from relay.convert import request_span_count
 
 
 class ParseOnly:
@@ -27,7 +28,7 @@ class ParseOnly:
 
     def export(self, data: bytes, context: grpc.ServicerContext) -> bytes:
         request = ExportTraceServiceRequest.FromString(data)
-        count = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+        count = request_span_count(request)
         with self._lock:
             self.spans += count
         return self._empty

@@ -11,6 +11,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
+from relay.convert import request_span_count
 from relay.testtrace import buildkit_trace
 
 PROFILES = ("standard", "buildkit")
@@ -60,6 +61,6 @@ def build_requests(profile: str, count: int, seed: int = 1) -> list[Request]:
             message = buildkit_trace(rng, now, BUILDKIT_STEPS)
         else:
             raise ValueError(f"unknown profile {profile!r}; choose from {PROFILES}")
-        spans = sum(len(ss.spans) for rs in message.resource_spans for ss in rs.scope_spans)
+        spans = request_span_count(message)
         requests.append((message.SerializeToString(), spans))
     return requests

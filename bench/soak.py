@@ -25,11 +25,12 @@ from typing import Any
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from relay.receiver import EXPORT_METHOD
 from relay.testtrace import buildkit_trace
 from tests.relay_process import RelayProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
-EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+EXPORT = EXPORT_METHOD
 SPANS_PER_REQUEST = 100  # buildkit_trace(steps=48): 4 + 2 * 48
 
 

@@ -29,6 +29,7 @@ from relay.ingest import Ingest
 from relay.insights import BuildObserver
 from relay.insights.report import routes
 from relay.metrics import Metrics, Snapshot
+from relay.receiver import SERVICE as TRACE_SERVICE
 from relay.receiver import TraceReceiver
 from relay.receiver_http import OtlpHttpServer
 from relay.redact import Redactor
@@ -77,7 +78,7 @@ class Relay:
         )
         self.health = Health(self.worker.is_alive, worker_idle_for=self.worker.idle_for,
                              pending=lambda: self.queue.held,
-                             stall_timeout=stall_timeout(config, retry))
+                             stall_timeout=stall_timeout(config, retry), services=("", TRACE_SERVICE))
         redactor = Redactor(config.redact_pattern, defaults=not config.no_default_redaction)
         # One largest request parsed at a time (smaller ones share the budget): see relay/ingest.py.
         self.ingest = Ingest(self.queue, self.metrics.ledger, config.auth_token,
@@ -242,8 +243,8 @@ def _in_words(counts: dict[str, int], what: str) -> str:
 
 def _http_tls(config: Config) -> ssl.SSLContext | None:
     """The OTLP/HTTP listener's TLS, from the same files as the gRPC listener's."""
-    if config.tls_cert_file is None or config.tls_key_file is None:
-        return None
+    if config.tls is None or config.tls_cert_file is None or config.tls_key_file is None:
+        return None  # config checked the pair: both files, or neither
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(config.tls_cert_file, config.tls_key_file)

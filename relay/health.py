@@ -10,11 +10,10 @@ UNAVAILABLE. A monitor thread publishes changes to the gRPC health service (so W
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from grpc_health.v1 import health, health_pb2
 
-TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -26,7 +25,7 @@ class Health:
     def __init__(self, worker_alive: Callable[[], bool], *,
                  worker_idle_for: Callable[[], float] = lambda: 0.0,
                  pending: Callable[[], int] = lambda: 0,
-                 stall_timeout: float = float("inf")) -> None:
+                 stall_timeout: float = float("inf"), services: Sequence[str] = ("",)) -> None:
         self.servicer = health.HealthServicer(experimental_non_blocking=True)
         self._worker_alive = worker_alive
         self._worker_idle_for = worker_idle_for
@@ -38,7 +37,8 @@ class Health:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
-        for service in ("", TRACE_SERVICE):
+        self._services = tuple(services)  # "" (the server) and the services it serves
+        for service in self._services:
             self.servicer.set(service, _NOT_SERVING)
 
     def serving(self, monitor_interval: float = 1.0) -> None:
@@ -98,7 +98,7 @@ class Health:
             if status == self._published or self._shutting_down:
                 return
             self._published = status
-            for service in ("", TRACE_SERVICE):
+            for service in self._services:
                 self.servicer.set(service, status)
 
     def _watch(self, interval: float) -> None:

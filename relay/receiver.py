@@ -30,6 +30,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -40,7 +41,7 @@ from relay.ingest import Ingest, Outcome, Verdict
 logger = logging.getLogger(__name__)
 
 TRANSPORT = "grpc"
-SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+SERVICE: str = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name
 EXPORT_METHOD = f"/{SERVICE}/Export"
 METRICS_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 LOGS_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"

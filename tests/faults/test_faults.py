@@ -14,6 +14,7 @@ import time
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from relay.app import Relay
+from relay.convert import request_span_count
 from relay.testtrace import buildkit_trace
 from relay.worker import RetryPolicy
 from tests.conftest import RelayFactory
@@ -30,7 +31,7 @@ def _send(relay: Relay, seed: int, steps: int = 3) -> int:
     """One BuildKit-shaped build trace through the real gRPC port; returns its span count."""
     request = buildkit_trace(random.Random(seed), time.time_ns(), steps=steps)
     raw_export(relay.otlp_port, request)
-    return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    return request_span_count(request)
 
 
 def _settled(relay: Relay) -> Scrape:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from relay.convert import request_span_count
 from relay.exporters.agent import JaegerAgentExporter
 from relay.exporters.base import ExportError
 from relay.exporters.collector import JaegerCollectorExporter
@@ -51,7 +52,7 @@ def test_spans_to_a_closed_agent_port_are_not_sent_until_an_agent_listens(make_r
     port = _closed_udp_port()
     relay = make_relay("--jaeger-agent", f"127.0.0.1:{port}", retry=PATIENT_RETRY)
     request = buildkit_trace(random.Random(7), time.time_ns(), steps=2)
-    sent = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    sent = request_span_count(request)
     raw_export(relay.otlp_port, request)
     assert wait_until(lambda: scrape(relay.admin_port).value(
         "exporter_send_failed_spans_total", "connection_refused") >= sent)

@@ -9,6 +9,7 @@ import time
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from relay.app import Relay
+from relay.convert import request_span_count
 from relay.testtrace import buildkit_trace
 from tests.conftest import RelayFactory
 from tests.integration.test_one_exporter_thread import CLIENTS, TOTAL, run_clients
@@ -101,7 +102,7 @@ def test_collector_503_for_a_while_then_202_loses_nothing(make_relay: RelayFacto
         sink.fail_next(4, status=503)
         relay = make_relay("--jaeger-collector", sink.url)
         request = buildkit_trace(random.Random(3), time.time_ns())
-        count = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+        count = request_span_count(request)
         raw_export(relay.otlp_port, request)
         assert sink.wait_for_spans(count, timeout=30)
         assert wait_until(lambda: relay.metrics.ledger.snapshot().exported == count)
@@ -116,7 +117,7 @@ def test_past_the_retry_bound_dropped_counted_and_still_serving(make_relay: Rela
         sink.status_for = lambda number, request: 503
         relay = make_relay("--jaeger-collector", sink.url, "--retry-max-elapsed", "300ms")
         request = buildkit_trace(random.Random(4), time.time_ns(), steps=2)
-        count = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+        count = request_span_count(request)
         raw_export(relay.otlp_port, request)
         assert wait_until(lambda: relay.metrics.ledger.snapshot().dropped.get("retry_exhausted") == count)
         assert _balanced(relay)
