@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 
 from opentelemetry.sdk.resources import Resource
@@ -13,6 +12,7 @@ from relay.metrics import Metrics
 from relay.spanqueue import SpanQueue
 from relay.worker import THREAD_NAME, RetryPolicy, Worker
 from tests.fakes import GatedExporter, RecordingExporter
+from tests.waiting import wait_until
 
 FAST = RetryPolicy(max_elapsed=2.0, initial=0.01, multiplier=2.0, max_interval=0.05)
 
@@ -36,12 +36,7 @@ class Harness:
         self.metrics.ledger.request("OK", accepted=sum(map(len, batches)))
 
     def settled(self, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.metrics.ledger.snapshot().queued == 0:
-                return True
-            time.sleep(0.01)
-        return False
+        return wait_until(lambda: self.metrics.ledger.snapshot().queued == 0, timeout)
 
     def value(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
