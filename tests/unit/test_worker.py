@@ -168,5 +168,8 @@ def test_shutdown_does_not_wait_for_a_send_that_hangs() -> None:
     harness.offer(spans(2, "svc"))
     assert exporter.entered.wait(10)
     assert harness.worker.stop(0.1) is False  # returned while the send is still stuck
-    assert exporter.entered.is_set() and not exporter.release.is_set()
-    exporter.release.set()
+    assert exporter.spans() == []
+    exporter.release.set()  # the send returns at last: the worker ends on its own, exporter shut
+    assert exporter.wait_for_spans(2)
+    assert wait_until(lambda: not harness.worker.is_alive(), timeout=10)
+    assert exporter.shut_down
