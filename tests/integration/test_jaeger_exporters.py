@@ -24,7 +24,7 @@ from relay.exporters.translate import to_batch
 from tests.jaeger_expectations import expected_process, expected_spans
 from tests.jaeger_sinks import HttpCollectorSink, UdpAgentSink
 from tests.strategies import DroppedSpan, relay_span, resource_batches
-from tests.thriftpy_decode import as_plain, decode_datagram
+from tests.thriftpy_decode import as_plain, decode_body, decode_datagram
 
 WAIT = 10.0
 SECRET = "s3cr3t-Pa55"
@@ -317,6 +317,26 @@ def test_property_every_mapped_field_survives_udp(spans: list[DroppedSpan]) -> N
     # What went out, decoded by thriftpy2 from our IDL, is what the mapping says, in order;
     # the expectation comes from the input spans, not from the translator under test.
     batches = [as_plain(decode_datagram(data)) for data in sink.datagrams]
+    process = expected_process(spans[0].resource)
+    assert [batch["process"] for batch in batches] == [process] * len(batches)
+    assert [span for batch in batches for span in batch["spans"]] == expected_spans(spans)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.data_too_large])
+@given(spans=resource_batches())
+def test_property_every_mapped_field_survives_http(spans: list[DroppedSpan]) -> None:
+    """The same through the collector exporter: binary-protocol bodies decoded by thriftpy2."""
+    with HttpCollectorSink() as sink:
+        exporter = JaegerCollectorExporter(sink.url)
+        encoded = exporter.encode(spans)
+        assert encoded.dropped == {}
+        for payload in encoded.payloads:
+            exporter.send(payload)
+        assert sink.wait_for_spans(len(spans), WAIT)
+        exporter.shutdown()
+        assert sink.undecodable == 0
+    batches = [as_plain(decode_body(request.body)) for request in sink.requests]
     process = expected_process(spans[0].resource)
     assert [batch["process"] for batch in batches] == [process] * len(batches)
     assert [span for batch in batches for span in batch["spans"]] == expected_spans(spans)
