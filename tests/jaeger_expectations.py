@@ -7,10 +7,11 @@ test): nothing here imports the relay. The result has the shape of ``tests.thrif
 attributes, ``span.kind``, ``otel.status_code``, ``error``, ``otel.status_description``,
 ``w3c.tracestate``, then the ``otel.dropped_*_count`` tags; a Log's ``event`` field comes first.
 
-Arrays and kvlists are JSON strings whose exact spelling (Go's float format, escapes) the golden
-table pins; here they are compared by value (:class:`JsonOf`), types kept apart (``true`` is not
-``1``), bytes as base64, empty values as ``null``, and infinities as the strings ``"+Inf"`` /
-``"-Inf"`` (where the Collector would write an empty tag, see translate.py).
+Arrays and kvlists are JSON strings spelled as the Collector's ``AsString`` (Go's encoding/json):
+compact, object keys sorted. Their number spelling (Go's float format) the golden table pins;
+here values are compared (:class:`JsonOf`), types kept apart (``true`` is not ``1``), bytes as
+base64, empty values as ``null``, and infinities as the strings ``"+Inf"`` / ``"-Inf"`` (where
+the Collector would write an empty tag, see translate.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -46,16 +48,31 @@ class JsonOf:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, str):
             return NotImplemented
+        keys_sorted: list[bool] = []
+
+        def record_order(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            keys = [key for key, _value in pairs]
+            keys_sorted.append(keys == sorted(keys))
+            return dict(pairs)
+
         try:
-            parsed = json.loads(other, parse_float=Decimal)
+            parsed = json.loads(other, parse_float=Decimal, object_pairs_hook=record_order)
         except ValueError:
             return False
-        return json_holds(parsed, self.value)
+        return _compact(other) and all(keys_sorted) and json_holds(parsed, self.value)
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"JsonOf({self.value!r})"
+
+
+_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _compact(text: str) -> bool:
+    """No whitespace outside string literals (Go's encoding/json writes none)."""
+    return not any(char.isspace() for char in _STRING_LITERAL.sub('""', text))
 
 
 def json_holds(parsed: Any, value: Any) -> bool:
