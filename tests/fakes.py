@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -72,34 +71,50 @@ class GatedExporter(RecordingExporter):
 
 
 class ConcurrencyDetector(RecordingExporter):
-    """Fails the guarantee when two threads are ever inside it: records overlapping entries and
-    the ids of every thread that called it. ``hold`` widens the window in which an overlap shows."""
+    """Catches two threads inside it at the same time (the exporter is not thread-safe).
+
+    Every entry into ``encode``/``send`` registers the calling thread as inside; a thread entering
+    while another is inside records an overlap: the set of thread ids inside together. To widen the
+    window in which an overlap can happen, each call stays inside for up to ``hold`` seconds, cut
+    short as soon as a second thread has been seen inside (so the broken case ends quickly).
+    """
 
     name = "concurrency-detector"
 
-    def __init__(self, hold: float = 0.0005) -> None:
+    def __init__(self, hold: float = 0.002) -> None:
         super().__init__()
         self._hold = hold
-        self._inside = 0
+        self._inside: dict[int, int] = {}  # thread id -> nesting depth
         self._guard = threading.Lock()
-        self.overlaps = 0
+        self._company = threading.Event()
+        self.overlaps: list[frozenset[int]] = []
         self.thread_ids: set[int] = set()
 
     def _enter(self) -> None:
+        me = threading.get_ident()
         with self._guard:
-            self._inside += 1
-            if self._inside > 1:
-                self.overlaps += 1
-            self.thread_ids.add(threading.get_ident())
+            self.thread_ids.add(me)
+            others = self._inside.keys() - {me}
+            self._inside[me] = self._inside.get(me, 0) + 1
+            if others:
+                self.overlaps.append(frozenset({me, *others}))
+                self._company.set()
 
     def _leave(self) -> None:
+        me = threading.get_ident()
         with self._guard:
-            self._inside -= 1
+            self._inside[me] -= 1
+            if not self._inside[me]:
+                del self._inside[me]
+
+    def _stay_inside(self) -> None:
+        # Real elapsed time is the point here (the window for an overlap), ended early by company.
+        self._company.wait(self._hold)
 
     def encode(self, spans: Sequence[ReadableSpan]) -> Encoded:
         self._enter()
         try:
-            time.sleep(self._hold)
+            self._stay_inside()
             return super().encode(spans)
         finally:
             self._leave()
@@ -107,7 +122,7 @@ class ConcurrencyDetector(RecordingExporter):
     def send(self, payload: Payload) -> None:
         self._enter()
         try:
-            time.sleep(self._hold)
+            self._stay_inside()
             super().send(payload)
         finally:
             self._leave()
