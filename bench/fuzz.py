@@ -23,10 +23,10 @@ from pathlib import Path
 import grpc
 from hypothesis import HealthCheck, given, settings
 
+from bench.fuzz_bodies import bodies
 from relay.app import Relay
 from relay.config import load_config
 from relay.receiver import EXPORT_METHOD
-from tests.hostile.fuzz import bodies
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EXPORT = EXPORT_METHOD

@@ -18,15 +18,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
+from bench.jaeger_sinks import UdpAgentSink
 from relay.app import Relay
 from relay.config import load_config
-from tests.jaeger_sinks import UdpAgentSink
-from tests.otlp import raw_export
 
 DEFAULT_TRACE = Path(__file__).parent / "data" / "buildx-bake-trace.spanstubs.json"
 _STATUS = {"Unset": 0, "Ok": 1, "Error": 2}
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         relay = Relay(config)
         relay.start()
         try:
-            response = raw_export(relay.otlp_port, request)
+            with grpc.insecure_channel(f"127.0.0.1:{relay.otlp_port}") as channel:
+                response = TraceServiceStub(channel).Export(request, timeout=10)  # type: ignore[no-untyped-call]
             arrived = sink.wait_for_spans(len(stubs), timeout=20)
         finally:
             relay.shutdown()

@@ -25,9 +25,9 @@ from typing import Any
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.relay_process import RelayProcess
 from relay.receiver import EXPORT_METHOD
 from relay.testtrace import buildkit_trace
-from tests.relay_process import RelayProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EXPORT = EXPORT_METHOD

@@ -17,11 +17,11 @@ import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from bench.jaeger_sinks import HttpCollectorSink
+from bench.relay_process import RelayProcess
 from tests.hostile.requests import request, span
-from tests.jaeger_sinks import HttpCollectorSink
-from tests.operator import scrape
 from tests.otlp import raw_export
-from tests.relay_process import RelayProcess
+from tests.probes import scrape
 from tests.waiting import wait_until
 
 BATCH = 64

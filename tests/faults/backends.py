@@ -11,7 +11,7 @@ import socket
 import threading
 from types import TracebackType
 
-from tests.jaeger_sinks import HttpCollectorSink, Request, _handler_class, _Recorder
+from bench.jaeger_sinks import HttpCollectorSink, Request, _handler_class, _Recorder
 
 HANG_LIMIT = 30.0  # seconds a hung reply waits at most (tests never leave one hanging that long)
 

@@ -19,8 +19,8 @@ from relay.testtrace import buildkit_trace
 from relay.worker import RetryPolicy
 from tests.conftest import RelayFactory
 from tests.faults.backends import ControllableCollector, SilentListener
-from tests.operator import Scrape, assert_serving, scrape
 from tests.otlp import otlp_exporter, raw_export
+from tests.probes import Scrape, assert_serving, scrape
 from tests.unit.test_convert import sdk_spans
 from tests.waiting import wait_until
 

@@ -9,10 +9,10 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from bench.fuzz_bodies import bodies
+from bench.jaeger_sinks import UdpAgentSink
 from tests.conftest import RelayFactory
-from tests.hostile.fuzz import bodies
-from tests.jaeger_sinks import UdpAgentSink
-from tests.operator import assert_serving, scrape
+from tests.probes import assert_serving, scrape
 from tests.waiting import wait_until
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"

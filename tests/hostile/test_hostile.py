@@ -15,12 +15,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from bench.jaeger_sinks import HttpCollectorSink
 from relay.app import Relay
 from tests.conftest import RelayFactory
 from tests.hostile import requests as hostile
-from tests.jaeger_sinks import HttpCollectorSink
-from tests.operator import scrape
 from tests.otlp import otlp_exporter
+from tests.probes import scrape
 from tests.unit.test_convert import sdk_spans
 from tests.waiting import wait_until
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from bench.jaeger_sinks import HttpCollectorSink, UdpAgentSink
 from relay.convert import request_span_count
 from relay.exporters.agent import JaegerAgentExporter
 from relay.exporters.base import ExportError
@@ -22,9 +23,8 @@ from relay.testtrace import buildkit_trace
 from relay.worker import RetryPolicy
 from tests.conftest import RelayFactory
 from tests.integration.test_jaeger_exporters import make_span
-from tests.jaeger_sinks import HttpCollectorSink, UdpAgentSink
-from tests.operator import scrape
 from tests.otlp import raw_export
+from tests.probes import scrape
 from tests.waiting import wait_until
 
 PATIENT_RETRY = RetryPolicy(max_elapsed=60.0, initial=0.05, multiplier=1.5, max_interval=0.2)

@@ -14,10 +14,10 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from bench.jaeger_sinks import UdpAgentSink
+from bench.relay_process import RelayProcess
 from tests import chromium
-from tests.jaeger_sinks import UdpAgentSink
 from tests.otlp import tracer_provider
-from tests.relay_process import RelayProcess
 
 ARTIFACTS = Path(__file__).parents[1] / "artifacts"
 JAEGER_UI = "http://127.0.0.1:16686"

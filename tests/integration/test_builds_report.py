@@ -16,10 +16,10 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from bench.jaeger_sinks import UdpAgentSink
+from bench.relay_process import RelayProcess
 from bench.replay import to_request
-from tests.jaeger_sinks import UdpAgentSink
 from tests.otlp import raw_export
-from tests.relay_process import RelayProcess
 
 REAL_TRACES = Path(__file__).parents[1] / "data" / "buildkit-v0.32-builds.otlp.jsonl"
 BAKE_TRACE = Path(__file__).parents[1] / "data" / "buildx-bake-trace.spanstubs.json"

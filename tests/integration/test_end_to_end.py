@@ -8,12 +8,12 @@ import time
 
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from bench.jaeger_sinks import HttpCollectorSink, UdpAgentSink
 from relay.app import Relay
 from relay.convert import request_span_count
 from relay.testtrace import buildkit_trace
 from tests.conftest import RelayFactory
 from tests.integration.test_one_exporter_thread import CLIENTS, TOTAL, run_clients
-from tests.jaeger_sinks import HttpCollectorSink, UdpAgentSink
 from tests.otlp import raw_export, tracer_provider
 from tests.waiting import wait_until
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.relay_process import RelayProcess
 from relay.config import EXIT_SPANS_LOST
 from tests.faults.backends import SilentListener
 from tests.otlp import tracer_provider
-from tests.relay_process import RelayProcess
 from tests.security.certs import make_pki
 from tests.waiting import wait_until
 

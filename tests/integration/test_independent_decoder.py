@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from bench.jaeger_sinks import HttpCollectorSink, UdpAgentSink
 from relay.exporters.agent import JaegerAgentExporter
 from relay.exporters.collector import JaegerCollectorExporter
 from tests.integration.test_jaeger_golden import CASES
 from tests.jaeger_expectations import expected_batch
-from tests.jaeger_sinks import HttpCollectorSink, UdpAgentSink
 from tests.thriftpy_decode import as_plain, decode_body, decode_datagram, idl
 
 WAIT = 10.0

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, TraceFlags
 
+from bench.jaeger_sinks import HttpCollectorSink, UdpAgentSink
 from relay.config import Config, HostPort
 from relay.exporters.agent import JaegerAgentExporter
 from relay.exporters.base import ExportError, Payload
@@ -22,7 +23,6 @@ from relay.exporters.factory import build_exporter
 from relay.exporters.jaeger_compat import emit_batch_message, encode_binary
 from relay.exporters.translate import to_batch
 from tests.jaeger_expectations import expected_process, expected_spans
-from tests.jaeger_sinks import HttpCollectorSink, UdpAgentSink
 from tests.strategies import DroppedSpan, relay_span, resource_batches
 from tests.thriftpy_decode import as_plain, decode_body, decode_datagram
 

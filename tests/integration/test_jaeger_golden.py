@@ -17,9 +17,9 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import StatusCode
 
+from bench.jaeger_sinks import HttpCollectorSink, UdpAgentSink, jaeger
 from relay.exporters.agent import JaegerAgentExporter
 from relay.exporters.collector import JaegerCollectorExporter
-from tests.jaeger_sinks import HttpCollectorSink, UdpAgentSink, jaeger
 from tests.strategies import DroppedSpan, relay_span, status
 
 TRACE_ID = 0xFEDCBA9876543210_0123456789ABCDEF

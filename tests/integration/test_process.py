@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.jaeger_sinks import UdpAgentSink
+from bench.jaeger_sinks import UdpAgentSink
+from bench.relay_process import RelayProcess
 from tests.otlp import tracer_provider
-from tests.relay_process import RelayProcess
 
 
 @pytest.fixture

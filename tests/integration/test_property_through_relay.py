@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from prometheus_client import CollectorRegistry
 
+from bench.jaeger_sinks import UdpAgentSink
 from relay.app import Relay
 from relay.config import load_config
 from tests.conftest import FAST_RETRY, LOOPBACK_FLAGS
 from tests.jaeger_expectations import expected_process, expected_spans, unmatched
-from tests.jaeger_sinks import UdpAgentSink
 from tests.otlp import raw_export
 from tests.strategies import DroppedSpan, resource_batches
 from tests.thriftpy_decode import as_plain, decode_datagram

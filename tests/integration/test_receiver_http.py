@@ -29,12 +29,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from bench.jaeger_sinks import UdpAgentSink
 from tests.conftest import RelayFactory
 from tests.fakes import GatedExporter, RecordingExporter
 from tests.http_client import JSON, PROTOBUF, post, raw_exchange
-from tests.jaeger_sinks import UdpAgentSink
-from tests.operator import scrape
 from tests.otlp import otlp_exporter
+from tests.probes import scrape
 from tests.unit.test_convert import sdk_spans
 from tests.waiting import wait_until
 

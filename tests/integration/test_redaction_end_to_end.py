@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from opentelemetry.trace import Link
 
+from bench.jaeger_sinks import HttpCollectorSink
 from tests.conftest import RelayFactory
 from tests.integration.test_end_to_end import _tags
-from tests.jaeger_sinks import HttpCollectorSink
 from tests.otlp import tracer_provider
 
 GHP = "ghp_" + "Zq9" * 12

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.jaeger_sinks import UdpAgentSink
 from tests.conftest import RelayFactory
 from tests.faults.backends import ControllableCollector
-from tests.jaeger_sinks import UdpAgentSink
 from tests.security.certs import make_pki
 
 

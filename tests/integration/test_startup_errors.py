@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.relay_process import RelayProcess
 from relay.config import ConfigError, load_config
-from tests.relay_process import RelayProcess
 from tests.security.certs import Pki, make_pki
 
 NOBODY = 65534

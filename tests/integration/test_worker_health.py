@@ -12,8 +12,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from relay.exporters.base import Payload
 from tests.conftest import RelayFactory
 from tests.fakes import GatedExporter, RecordingExporter
-from tests.operator import grpc_health, http_status
 from tests.otlp import raw_export
+from tests.probes import grpc_health, http_status
 from tests.waiting import wait_until
 
 STALL_FLAGS = ("--jaeger-timeout", "100ms", "--worker-stall-timeout", "400ms")

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import grpc
 
+from bench.relay_process import RelayProcess
 from relay.testtrace import buildkit_trace
 from tests.faults.backends import SilentListener
 from tests.hostile import requests as hostile
-from tests.operator import assert_serving, scrape
-from tests.relay_process import RelayProcess
+from tests.probes import assert_serving, scrape
 from tests.waiting import wait_until
 
 MIB = 1024 * 1024

@@ -17,6 +17,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from bench.jaeger_sinks import HttpCollectorSink
+from bench.relay_process import RelayProcess
 from relay.app import Relay
 from relay.ingest import Ingest
 from relay.metrics import Ledger
@@ -25,9 +27,7 @@ from relay.spanqueue import SpanQueue
 from tests.conftest import RelayFactory
 from tests.fakes import RecordingExporter
 from tests.http_client import post
-from tests.jaeger_sinks import HttpCollectorSink
-from tests.operator import grpc_health, scrape
-from tests.relay_process import RelayProcess
+from tests.probes import grpc_health, scrape
 from tests.security.certs import Pki, make_pki
 from tests.unit.test_convert import sdk_spans
 from tests.waiting import wait_until

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from thrift.protocol import fastbinary
 
+from bench import thrift_decode
 from relay.exporters import jaeger_compat as compat
 from relay.exporters.jaeger_compat import jaeger
-from tests import thrift_decode
 
 # Only importable after the shim above has run.
 AgentClientUDP = importlib.import_module("opentelemetry.exporter.jaeger.thrift.send").AgentClientUDP

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from bench.fuzz_bodies import weird_requests
 from relay.convert import convert_request
 from relay.redact import _DEFAULTS, DEFAULT_RULES, REDACTED, Redactor, Rule
-from tests.hostile.fuzz import weird_requests
 
 ALNUM = string.ascii_letters + string.digits
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -25,8 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from bench.thrift_decode import decode_binary_batch, decode_compact_message
 from relay.exporters.jaeger_compat import jaeger
-from tests.thrift_decode import decode_binary_batch, decode_compact_message
 
 _MAX_DATAGRAM = 65535
 
