@@ -26,8 +26,12 @@ def _request(*spans: Span) -> ExportTraceServiceRequest:
     return ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=list(spans))])])
 
 
-def _balanced(relay: Relay) -> None:
+def _balanced(relay: Relay, exporter: RecordingExporter) -> None:
+    """The ledger against what is outside it: the spans the exporter really got, and the queue's
+    own count of what it holds (not a remainder of the counters)."""
     snap = relay.metrics.ledger.snapshot()
+    assert snap.exported == len(exporter.spans())
+    assert snap.queued == relay.queue.held
     assert snap.received == snap.exported + sum(snap.dropped.values()) + sum(snap.refused.values()) \
         + sum(snap.rejected.values()) + snap.queued
 
@@ -44,7 +48,7 @@ def test_real_otlp_client_spans_reach_the_exporter(make_relay: RelayFactory) -> 
     names = sorted(span.name for span in exporter.spans())
     assert names == ["bake", "solve"]
     assert {span.resource.attributes["service.name"] for span in exporter.spans()} == {"buildx"}
-    _balanced(relay)
+    _balanced(relay, exporter)
 
 
 def test_garbage_is_invalid_argument_and_costs_nothing_else(make_relay: RelayFactory) -> None:
@@ -72,7 +76,7 @@ def test_bad_spans_are_rejected_alone_with_partial_success(make_relay: RelayFact
     assert exporter.wait_for_spans(2)
     assert sorted(s.name for s in exporter.spans()) == ["ok-1", "ok-2"]
     assert relay.metrics.ledger.snapshot().rejected == {"invalid_trace_id": 1, "invalid_span_id": 1}
-    _balanced(relay)
+    _balanced(relay, exporter)
 
 
 def test_empty_request_is_ok(make_relay: RelayFactory) -> None:
@@ -103,7 +107,7 @@ def test_full_queue_answers_unavailable_with_retry_info_and_loses_nothing(make_r
     exporter.release.set()
     assert exporter.wait_for_spans(10)
     assert wait_until(lambda: relay.metrics.ledger.snapshot().exported == 10)
-    _balanced(relay)
+    _balanced(relay, exporter)
 
 
 def test_the_python_otlp_exporter_retries_a_refusal_and_gets_through(make_relay: RelayFactory) -> None:
@@ -179,7 +183,7 @@ def test_a_request_larger_than_the_queue_is_refused_for_good_and_counted(make_re
     raw_export(relay.otlp_port, _request(*spans[:5]))  # a request that fits still goes through
     assert exporter.wait_for_spans(5)
     assert wait_until(lambda: relay.metrics.ledger.snapshot().queued == 0)
-    _balanced(relay)
+    _balanced(relay, exporter)
 
 
 @pytest.mark.parametrize(("limit_mib", "code"), [(1, grpc.StatusCode.RESOURCE_EXHAUSTED), (4, grpc.StatusCode.OK)])
