@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -143,60 +144,46 @@ def test_a_dir_held_by_a_running_relay_refuses_a_second_one(tmp_path: Path) -> N
             first.close()
 
 
-def test_a_full_disk_refuses_with_retry_keeps_exporting_and_recovers(tmp_path: Path) -> None:
+def test_a_full_disk_refuses_with_retry_keeps_exporting_and_recovers(small_tmpfs: Callable[[str], Path]) -> None:
     """--queue-dir on a 2 MiB tmpfs, Jaeger down: requests are taken until the disk is full, then
     refused UNAVAILABLE + RetryInfo (reason disk_full); once Jaeger is back the backlog drains,
     the drained segment is freed, and requests are taken again, by themselves."""
-    import os
-    import shutil
-    import subprocess
-
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root and mount(8); not available here")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],  # noqa: S607
-                             capture_output=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    mount = small_tmpfs("2m")
 
     def big(i: int) -> ExportTraceServiceRequest:
         blob = KeyValue(key="blob", value=AnyValue(string_value=f"{i:08d}" * 8192))  # 64 KiB
         return request(span(f"big-{i}", trace_id=(i + 1).to_bytes(16, "big"), span_id=(i + 1).to_bytes(8, "big"),
                             attributes=[blob]))
 
-    try:
-        with HttpCollectorSink() as sink:
-            sink.status_for = lambda _n, _r: 503
-            relay = RelayProcess(*flags(mount, sink))
-            try:
-                ok: list[str] = []
-                refusal = None
-                for i in range(100):
-                    try:
-                        raw_export(relay.otlp_port, big(i))
-                        ok.append(f"big-{i}")
-                    except grpc.RpcError as exc:
-                        refusal = exc
-                        break
-                assert refusal is not None and ok, "the 2 MiB disk never filled"
-                assert refusal.code() is grpc.StatusCode.UNAVAILABLE
-                status = rpc_status.from_call(refusal)  # type: ignore[arg-type]
-                assert status is not None and any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
-                assert scrape(relay.admin_port).refused.get("disk_full", 0) >= 1
-                sink.status_for = None  # Jaeger is back: the backlog drains and frees the disk
-                assert wait_until(lambda: {s.operationName for s in sink.spans()} >= set(ok), timeout=60)
-                retried = 1000
-                assert wait_until(lambda: _accepted(relay.otlp_port, big(retried)), timeout=30)
-                assert wait_until(lambda: "big-1000" in {s.operationName for s in sink.spans()}, timeout=30)
-            finally:
-                relay.close()
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)  # noqa: S607
+    with HttpCollectorSink() as sink:
+        sink.status_for = lambda _n, _r: 503
+        relay = RelayProcess(*flags(mount, sink))
+        try:
+            ok: list[str] = []
+            refusal = None
+            for i in range(100):
+                try:
+                    raw_export(relay.otlp_port, big(i))
+                    ok.append(f"big-{i}")
+                except grpc.RpcError as exc:
+                    refusal = exc
+                    break
+            assert refusal is not None and ok, "the 2 MiB disk never filled"
+            assert refusal.code() is grpc.StatusCode.UNAVAILABLE
+            status = rpc_status.from_call(refusal)  # type: ignore[arg-type]
+            assert status is not None and any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
+            assert scrape(relay.admin_port).refused.get("disk_full", 0) >= 1
+            sink.status_for = None  # Jaeger is back: the backlog drains and frees the disk
+            assert wait_until(lambda: {s.operationName for s in sink.spans()} >= set(ok), timeout=60)
+            retried = 1000
+            assert wait_until(lambda: _accepted(relay.otlp_port, big(retried)), timeout=30)
+            assert wait_until(lambda: "big-1000" in {s.operationName for s in sink.spans()}, timeout=30)
+        finally:
+            relay.close()
 
 
 def _accepted(port: int, req: ExportTraceServiceRequest) -> bool:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import struct
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -106,25 +105,10 @@ def test_a_missing_dir_is_refused(tmp_path: Path) -> None:
         DiskLog(tmp_path / "absent")
 
 
-@pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root and mount(8); not available here")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],  # noqa: S607
-                          capture_output=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)  # noqa: S607
-
-
-def test_a_full_disk_refuses_cleanly_and_recovers_when_room_returns(small_tmpfs: Path) -> None:
-    log = DiskLog(small_tmpfs, segment_bytes=4 * 1024 * 1024)
-    ballast = small_tmpfs / "ballast"
+def test_a_full_disk_refuses_cleanly_and_recovers_when_room_returns(small_tmpfs: Callable[[str], Path]) -> None:
+    disk = small_tmpfs("1m")
+    log = DiskLog(disk, segment_bytes=4 * 1024 * 1024)
+    ballast = disk / "ballast"
     ballast.write_bytes(b"\0" * (1024 * 1024 - 64 * 1024))  # leave ~64 KiB
     kept = []
     refused: DiskFull | None = None
@@ -137,21 +121,22 @@ def test_a_full_disk_refuses_cleanly_and_recovers_when_room_returns(small_tmpfs:
         log.sync(sequence)
         kept.append(record)
     assert refused is not None and kept, "the tmpfs never filled up"
-    size_after_refusal = sum(p.stat().st_size for p in small_tmpfs.glob("seg-*.log"))
+    size_after_refusal = sum(p.stat().st_size for p in disk.glob("seg-*.log"))
     assert size_after_refusal == len(kept) * (HEADER_SIZE + 8192)  # no partial record left
     ballast.unlink()
     record, sequence = log.write(b"y" * 8192, spans=1, nbytes=8192)  # room again: it works
     log.sync(sequence)
     log.close()
-    again = DiskLog(small_tmpfs)
+    again = DiskLog(disk)
     assert len(again.recovery.records) == len(kept) + 1 and again.recovery.torn == 0
     again.close()
 
 
-def test_a_read_only_dir_is_refused(small_tmpfs: Path) -> None:
-    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)  # noqa: S607
+def test_a_read_only_dir_is_refused(small_tmpfs: Callable[[str], Path]) -> None:
+    disk = small_tmpfs("1m")
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)  # noqa: S607
     with pytest.raises(DiskLogError, match="cannot write in"):
-        DiskLog(small_tmpfs)
+        DiskLog(disk)
 
 
 def test_a_drained_segment_is_replaced_and_freed_at_once(tmp_path: Path) -> None:
