@@ -15,6 +15,7 @@ from relay.config import load_config, parse_duration, parse_host_port
 from tests.security.certs import Pki, make_pki
 
 from .conftest import CASES, Rendered
+from .netpol import Pod, admits
 from .render import CHART_DIR, NAMESPACE, RELEASE, load_values, render, stale_examples
 
 # The Kubernetes release whose OpenAPI schemas the objects must satisfy (shipped, offline,
@@ -403,11 +404,20 @@ def test_bundled_buildkit_sends_to_the_relay_service(rendered: Rendered) -> None
         assert list(env).index("TRACE_RELAY_AUTH_TOKEN") < list(env).index(
             "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
         )
-    # The NetworkPolicy, when on, admits the bundled builder.
+    # The NetworkPolicy, when on, admits the bundled builder on the port it sends to.
+    pod = Pod(builder["spec"]["template"]["metadata"]["labels"], builder["metadata"]["namespace"])
     for policy in rendered.of_kind("NetworkPolicy"):
-        peer = policy["spec"]["ingress"][0]["from"][0]
-        labels = builder["spec"]["template"]["metadata"]["labels"]
-        assert peer["podSelector"]["matchLabels"].items() <= labels.items()
+        assert admits(policy, pod, port_name)
+
+
+def test_network_policy_takes_one_peer_as_a_map() -> None:
+    """The single-peer form of networkPolicy.otlpFrom (a map, null namespaceSelector: this
+    namespace only) still renders, as one peer."""
+    peer = {"podSelector": {"matchLabels": {"app": "builder"}}, "namespaceSelector": None}
+    (policy,) = Rendered("map", {"networkPolicy": {"enabled": True, "otlpFrom": peer}}).of_kind("NetworkPolicy")
+    assert policy["spec"]["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {"app": "builder"}}}]
+    assert admits(policy, Pod({"app": "builder"}, NAMESPACE), "otlp-grpc")
+    assert not admits(policy, Pod({"app": "builder"}, "builds"), "otlp-grpc")
 
 
 def test_notes_tell_how_to_point_buildkit_at_the_relay(rendered: Rendered) -> None:

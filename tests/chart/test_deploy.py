@@ -11,7 +11,8 @@ import yaml
 
 from relay.config import parse_host_port
 
-from .render import CHART_DIR, REPO, load_values
+from .netpol import Pod, admits
+from .render import CHART_DIR, NAMESPACE, REPO, load_values, objects, render
 from .test_chart import KUBERNETES_VERSION
 
 DEPLOY = REPO / "deploy"
@@ -54,7 +55,30 @@ def test_buildkitd_sends_to_the_chart_service() -> None:
     port = load_values(CHART_DIR / "values.yaml")["service"]["otlpPort"]
     # README: helm install trace-relay helm/trace-relay --namespace trace-relay
     assert env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == f"http://trace-relay.trace-relay.svc:{port}"
-    # ... and the chart's NetworkPolicy (when on) admits it by default.
-    peer = load_values(CHART_DIR / "values.yaml")["networkPolicy"]["otlpFrom"]["podSelector"]
-    labels = deployment["spec"]["template"]["metadata"]["labels"]
-    assert peer["matchLabels"].items() <= labels.items()
+
+
+def buildkitd_pod() -> Pod:
+    """The pod deploy/buildkitd.yaml runs: its template's labels, in its own Namespace."""
+    objs = documents(DEPLOY / "buildkitd.yaml")
+    (deployment,) = [o for o in objs if o["kind"] == "Deployment"]
+    (namespace,) = [o for o in objs if o["kind"] == "Namespace"]
+    assert deployment["metadata"]["namespace"] == namespace["metadata"]["name"]
+    return Pod(
+        labels=deployment["spec"]["template"]["metadata"]["labels"],
+        namespace=namespace["metadata"]["name"],
+        namespace_labels=namespace["metadata"].get("labels") or {},
+    )
+
+
+def test_default_network_policy_admits_deploy_buildkitd() -> None:
+    """networkPolicy.enabled with every other default admits deploy/buildkitd.yaml's pod (in
+    namespace builds, not the relay's) on both OTLP ports, and still no one else."""
+    (policy,) = [o for o in objects(render({"networkPolicy": {"enabled": True}})) if o["kind"] == "NetworkPolicy"]
+    pod = buildkitd_pod()
+    assert pod.namespace != NAMESPACE
+    for port in ("otlp-grpc", "otlp-http"):
+        assert admits(policy, pod, port), f"{port}: deploy/buildkitd.yaml's pod is blocked"
+    # Negative controls: the same pod in another namespace, another pod in builds, another port.
+    assert not admits(policy, Pod(pod.labels, "elsewhere"), "otlp-grpc")
+    assert not admits(policy, Pod({"app.kubernetes.io/name": "curl"}, pod.namespace), "otlp-grpc")
+    assert not admits(policy, pod, "admin")

@@ -122,14 +122,16 @@ auth-token: {{ .Values.auth.token | b64enc | quote }}
 {{- end }}
 {{- end }}
 
-{{/* One NetworkPolicy peer; a null namespaceSelector means "this namespace only". */}}
-{{- define "trace-relay.networkPolicyPeer" -}}
-- podSelector:
-    {{- toYaml .podSelector | nindent 4 }}
+{{/* NetworkPolicy peers: a list of peers (any one admits), or one peer as a map. In each, a
+missing or null namespaceSelector means "this namespace only", as in Kubernetes. */}}
+{{- define "trace-relay.networkPolicyPeers" -}}
+{{- $peers := kindIs "map" . | ternary (list .) . }}
+{{- range $peers }}
+- podSelector: {{- if .podSelector }}{{ toYaml .podSelector | nindent 4 }}{{ else }} {}{{ end }}
   {{- if not (kindIs "invalid" .namespaceSelector) }}
-  namespaceSelector:
-    {{- toYaml .namespaceSelector | nindent 4 }}
+  namespaceSelector: {{- if .namespaceSelector }}{{ toYaml .namespaceSelector | nindent 4 }}{{ else }} {}{{ end }}
   {{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Checks that the schema cannot express (cross-field rules). */}}
