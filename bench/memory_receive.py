@@ -105,10 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.monotonic() - started
         peak = peak_kib(server.pid) / 1024
     size = len(body) / MIB
-    rpcs = args.rpcs if "grpc" in transports else 0
-    # gRPC holds each handler's body twice (its own buffer and the Python bytes); the HTTP bodies
-    # are read only inside the parse budget (one largest body: read buffer, bytes, parsed copy).
-    bound = idle + 2 * rpcs * size + size * (2 + PARSE_FACTOR) + 32
+    held = args.clients if "grpc" in transports else 0
+    # gRPC holds each arriving request's body twice (its own buffer and the Python bytes), also
+    # while the request waits for one of the --max-concurrent-rpcs handlers: so every gRPC
+    # client counts, not the handlers. The HTTP bodies are read only inside the parse budget
+    # (one largest body: read buffer, bytes, parsed copy).
+    bound = idle + 2 * held * size + size * (2 + PARSE_FACTOR) + 32
     clients = " + ".join(f"{args.clients} {name}" for name in transports)
     if args.rpcs != 8:
         clients += f" (--max-concurrent-rpcs {args.rpcs})"
