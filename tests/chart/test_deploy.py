@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,32 @@ def test_default_network_policy_admits_deploy_buildkitd() -> None:
     assert not admits(policy, Pod(pod.labels, "elsewhere"), "otlp-grpc")
     assert not admits(policy, Pod({"app.kubernetes.io/name": "curl"}, pod.namespace), "otlp-grpc")
     assert not admits(policy, pod, "admin")
+
+
+CHART_README = CHART_DIR / "README.md"
+
+
+def paragraphs(text: str) -> set[str]:
+    """Prose paragraphs of a Markdown text, whitespace-normalized; code blocks, tables and
+    headings left out."""
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+    flat = (" ".join(block.split()) for block in prose.split("\n\n"))
+    return {b for b in flat if len(b) > 80 and not b.startswith(("|", "#"))}
+
+
+def test_chart_readme_install_starts_with_building_the_image() -> None:
+    text = CHART_README.read_text(encoding="utf-8")
+    install = text.split("## Install", 1)[1].split("\n## ", 1)[0]
+    first_block = install.split("```sh", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert first_block[0] == "docker build -t <registry>/trace-relay:<tag> ."
+    helm_install = " ".join(line.rstrip("\\") for line in first_block if "helm install" in line or "--set" in line)
+    assert "--set image.repository=<registry>/trace-relay" in helm_install
+    assert "--set image.tag=<tag>" in helm_install
+
+
+def test_chart_readme_repeats_no_paragraph_of_the_project_docs() -> None:
+    """The chart README links the README and docs/ rather than copying them."""
+    chart = paragraphs(CHART_README.read_text(encoding="utf-8"))
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        copied = chart & paragraphs(page.read_text(encoding="utf-8"))
+        assert not copied, f"{page.relative_to(REPO)}: {sorted(copied)[0][:120]}..."
