@@ -513,6 +513,9 @@ def test_bundled_buildkit_tcp_listener_has_a_service_and_requires_mutual_tls() -
     (port,) = service["spec"]["ports"]
     assert port["port"] == 1234
     assert container_port(container, port["targetPort"]) == 1234
+    notes = r.manifests[NOTES]
+    assert f"--addr tcp://{FULLNAME}-buildkitd.{NAMESPACE}.svc:1234 --tlscacert" in notes
+    assert "mutual TLS is required" in notes
     # No TCP listener, no Service.
     plain = Rendered("buildkit", load_values(CASES["buildkit-values.yaml"]))
     assert [s["metadata"]["name"] for s in plain.of_kind("Service")] == [FULLNAME]
