@@ -1,10 +1,10 @@
 """The receive side's worst case at the default limit: many clients sending the largest request
 at once, over both transports.
 
-    python -m bench.memory_receive [--mib 64] [--clients 8]
+    python -m bench.memory_receive [--mib 64] [--clients 8] [--max-concurrent-rpcs 8]
 
 A relay subprocess with its defaults (``--max-recv-msg-size-mib 64``, ``--max-concurrent-rpcs 8``)
-gets ``--clients`` gRPC and ``--clients`` HTTP clients at the same moment, each sending a body
+or the given ones gets ``--clients`` gRPC and ``--clients`` HTTP clients at the same moment, each sending a body
 just under the limit of the worst shape for parsing (one span, millions of tiny attributes:
 bench.memory measures its parse factor, 5.4x). The relay's peak RSS (VmHWM) is printed next to
 the bound documented in docs/receivers.md and appended to bench/results/memory-receive.md.
@@ -93,9 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mib", type=int, default=64, help="--max-recv-msg-size-mib (default 64)")
     parser.add_argument("--clients", type=int, default=8, help="clients per transport (default 8)")
     parser.add_argument("--transports", default="grpc,http", help="grpc, http or both (default grpc,http)")
+    parser.add_argument("--max-concurrent-rpcs", type=int, default=8, dest="rpcs",
+                        help="the relay's --max-concurrent-rpcs (default 8; the chart's: 2)")
     args = parser.parse_args(argv)
     body = worst_body(args.mib * MIB)
-    with ServerProcess("relay", "agent", extra_args=("--max-recv-msg-size-mib", str(args.mib))) as server:
+    relay_args = ("--max-recv-msg-size-mib", str(args.mib), "--max-concurrent-rpcs", str(args.rpcs))
+    with ServerProcess("relay", "agent", extra_args=relay_args) as server:
         idle = peak_kib(server.pid, "VmRSS") / 1024
         started = time.monotonic()
         transports = tuple(args.transports.split(","))
@@ -103,11 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.monotonic() - started
         peak = peak_kib(server.pid) / 1024
     size = len(body) / MIB
-    rpcs = 8 if "grpc" in transports else 0
-    # gRPC holds each handler's body twice (its own buffer and the Python bytes); the HTTP bodies
-    # are read only inside the parse budget (one largest body: read buffer, bytes, parsed copy).
-    bound = idle + 2 * rpcs * size + size * (2 + PARSE_FACTOR) + 32
+    held = args.clients if "grpc" in transports else 0
+    # gRPC holds each arriving request's body twice (its own buffer and the Python bytes), also
+    # while the request waits for one of the --max-concurrent-rpcs handlers: so every gRPC
+    # client counts, not the handlers. The HTTP bodies are read only inside the parse budget
+    # (one largest body: read buffer, bytes, parsed copy).
+    bound = idle + 2 * held * size + size * (2 + PARSE_FACTOR) + 32
     clients = " + ".join(f"{args.clients} {name}" for name in transports)
+    if args.rpcs != 8:
+        clients += f" (--max-concurrent-rpcs {args.rpcs})"
     line = (f"| {time.strftime('%Y-%m-%d')} | {args.mib} | {size:.1f} | {clients} | "
             f"{idle:.0f} | {peak:.0f} | {bound:.0f} | {elapsed:.1f} | {codes} |")
     if not RESULTS.exists():

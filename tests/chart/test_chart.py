@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from relay.config import load_config, parse_duration, parse_host_port
 from tests.security.certs import Pki, make_pki
 
 from .conftest import CASES, Rendered
+from .netpol import Pod, admits
 from .render import CHART_DIR, NAMESPACE, RELEASE, load_values, render, stale_examples
 
 # The Kubernetes release whose OpenAPI schemas the objects must satisfy (shipped, offline,
@@ -188,6 +190,8 @@ def test_schema_accepts_every_ci_file() -> None:
             "mutual TLS",
         ),
         ({"podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}}, "not both"),
+        # A TCP listener without mutual TLS would expose the BuildKit API.
+        ({"buildkit": {"enabled": True, "tcp": {"enabled": True}}}, "buildkit.tcp.tlsSecret"),
     ],
 )
 def test_chart_refuses_inconsistent_values(values: dict[str, Any], complaint: str) -> None:
@@ -399,19 +403,63 @@ def test_bundled_buildkit_sends_to_the_relay_service(rendered: Rendered) -> None
     assert env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]["value"] == expected
     if rendered.values.get("auth", {}).get("enabled"):
         header = env["OTEL_EXPORTER_OTLP_TRACES_HEADERS"]["value"]
-        assert header == "authorization=Bearer $(TRACE_RELAY_AUTH_TOKEN)"
-        assert list(env).index("TRACE_RELAY_AUTH_TOKEN") < list(env).index(
-            "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
-        )
-    # The NetworkPolicy, when on, admits the bundled builder.
+        assert f"OTEL_EXPORTER_OTLP_TRACES_HEADERS={header}" == TOKEN_HEADER
+        # $(VAR) is expanded only from variables defined earlier in the list.
+        assert list(env).index("TRACE_RELAY_TOKEN") < list(env).index("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+        assert env["TRACE_RELAY_TOKEN"]["valueFrom"]["secretKeyRef"] == token_secret_ref(rendered)
+    # The NetworkPolicy, when on, admits the bundled builder on the port it sends to.
+    pod = Pod(builder["spec"]["template"]["metadata"]["labels"], builder["metadata"]["namespace"])
     for policy in rendered.of_kind("NetworkPolicy"):
-        peer = policy["spec"]["ingress"][0]["from"][0]
-        labels = builder["spec"]["template"]["metadata"]["labels"]
-        assert peer["podSelector"]["matchLabels"].items() <= labels.items()
+        assert admits(policy, pod, port_name)
+
+
+def test_network_policy_takes_one_peer_as_a_map() -> None:
+    """The single-peer form of networkPolicy.otlpFrom (a map, null namespaceSelector: this
+    namespace only) still renders, as one peer."""
+    peer = {"podSelector": {"matchLabels": {"app": "builder"}}, "namespaceSelector": None}
+    (policy,) = Rendered("map", {"networkPolicy": {"enabled": True, "otlpFrom": peer}}).of_kind("NetworkPolicy")
+    assert policy["spec"]["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {"app": "builder"}}}]
+    assert admits(policy, Pod({"app": "builder"}, NAMESPACE), "otlp-grpc")
+    assert not admits(policy, Pod({"app": "builder"}, "builds"), "otlp-grpc")
+
+
+# The one spelling of the token header, for an env list where TRACE_RELAY_TOKEN comes first
+# (valueFrom.secretKeyRef): OTEL header values are percent-encoded, %20 is the space.
+TOKEN_HEADER = "OTEL_EXPORTER_OTLP_TRACES_HEADERS=authorization=Bearer%20$(TRACE_RELAY_TOKEN)"
+NOTES = f"{CHART_DIR.name}/templates/NOTES.txt"
+
+
+def token_secret_ref(r: Rendered) -> dict[str, str]:
+    auth = r.values["auth"]
+    if auth.get("existingSecret"):
+        return {"name": auth["existingSecret"], "key": auth.get("existingSecretKey", "token")}
+    return {"name": FULLNAME, "key": "auth-token"}
+
+
+def header_spellings(text: str) -> set[str]:
+    """Every 'authorization=Bearer...' form in a text, up to the token or its placeholder."""
+    return set(re.findall(r"authorization=Bearer\S{0,3}", text, flags=re.IGNORECASE))
+
+
+def test_token_header_is_spelled_one_way_with_its_secret_recipe() -> None:
+    """NOTES.txt (auth on), the chart README and the bundled BuildKit give the same env snippet:
+    TRACE_RELAY_TOKEN from the Secret (secretKeyRef), then the header built with $(...)."""
+    readme = (CHART_DIR / "README.md").read_text(encoding="utf-8")
+    template = (CHART_DIR / "templates" / "buildkit.yaml").read_text(encoding="utf-8")
+    assert header_spellings(readme + template) == {"authorization=Bearer%20"}
+    assert TOKEN_HEADER in readme
+    assert "secretKeyRef" in readme
+    for case in ("buildkit-values.yaml", "existing-secret-values.yaml"):
+        r = Rendered(case, load_values(CASES[case]))
+        notes = r.manifests[NOTES]
+        assert header_spellings(notes) == {"authorization=Bearer%20"}, case
+        assert "value: authorization=Bearer%20$(TRACE_RELAY_TOKEN)" in notes, case
+        ref = token_secret_ref(r)
+        assert f"name: {ref['name']}" in notes and f"key: {ref['key']}" in notes, case
 
 
 def test_notes_tell_how_to_point_buildkit_at_the_relay(rendered: Rendered) -> None:
-    notes = rendered.manifests[f"{CHART_DIR.name}/templates/NOTES.txt"]
+    notes = rendered.manifests[NOTES]
     assert "OTEL_TRACES_EXPORTER=otlp" in notes
     assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http" in notes
     assert "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf" in notes
@@ -438,3 +486,61 @@ def test_persistence_renders_a_statefulset_with_a_claim_and_the_queue_flags() ->
     off = Rendered("default", load_values(None))
     assert "queue-dir" not in flag_values(relay_container(off)["args"])
     assert not off.of_kind("StatefulSet")
+
+
+def test_bundled_buildkit_tcp_listener_has_a_service_and_requires_mutual_tls() -> None:
+    """buildkit.tcp.enabled: buildkitd also listens on TCP with --tlscacert (it then requires a
+    client certificate), a Service reaches that port, and the unix socket the probes use stays."""
+    r = Rendered("tcp", load_values(CASES["buildkit-tcp-values.yaml"]))
+    builder = r.one("Deployment", f"{FULLNAME}-buildkitd")
+    pod = builder["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert "--addr=unix:///run/user/1000/buildkit/buildkitd.sock" in args
+    assert "--addr=tcp://0.0.0.0:1234" in args
+    flags = {a.partition("=")[0]: a.partition("=")[2] for a in args if a.startswith("--tls")}
+    assert set(flags) == {"--tlscert", "--tlskey", "--tlscacert"}
+    (mount,) = [m for m in container["volumeMounts"] if all(f.startswith(m["mountPath"] + "/") for f in flags.values())]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"]["secretName"] == "buildkitd-tls"
+    files = {f"{mount['mountPath']}/{i['path']}": i["key"] for i in volume["secret"]["items"]}
+    assert {flag: files[path] for flag, path in flags.items()} == {
+        "--tlscert": "tls.crt", "--tlskey": "tls.key", "--tlscacert": "ca.crt"}
+
+    service = r.one("Service", f"{FULLNAME}-buildkitd")
+    assert service["spec"]["selector"].items() <= builder["spec"]["template"]["metadata"]["labels"].items()
+    assert service["spec"]["selector"].items() <= builder["spec"]["selector"]["matchLabels"].items()
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == 1234
+    assert container_port(container, port["targetPort"]) == 1234
+    notes = r.manifests[NOTES]
+    assert f"--addr tcp://{FULLNAME}-buildkitd.{NAMESPACE}.svc:1234 --tlscacert" in notes
+    assert "mutual TLS is required" in notes
+    # No TCP listener, no Service.
+    plain = Rendered("buildkit", load_values(CASES["buildkit-values.yaml"]))
+    assert [s["metadata"]["name"] for s in plain.of_kind("Service")] == [FULLNAME]
+    assert not [a for a in plain.one("Deployment", f"{FULLNAME}-buildkitd")["spec"]["template"]["spec"]
+                ["containers"][0]["args"] if a.startswith(("--addr", "--tls"))]
+
+
+def mebibytes(quantity: str) -> float:
+    """A Kubernetes memory quantity ("512Mi", "2Gi", "1G", "1048576") in MiB."""
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024**2, "k": 1e3 / 2**20, "M": 1e6 / 2**20, "G": 1e9 / 2**20}
+    for suffix, factor in sorted(units.items(), key=lambda u: -len(u[0])):
+        if quantity.endswith(suffix):
+            return float(quantity[: -len(suffix)]) * factor
+    return float(quantity) / 2**20
+
+
+def test_default_memory_limit_covers_the_documented_worst_case() -> None:
+    """The chart's memory limit holds the worst case of values.yaml's formula for the flags it
+    renders: a full queue plus 8 gRPC clients each sending a largest request at once (the case
+    bench.memory_receive measures)."""
+    r = Rendered("default", {})
+    container = relay_container(r)
+    flags = flag_values(container["args"])
+    queue_spans, queue_mib = int(flags["queue-size"]), int(flags["queue-max-mib"])
+    largest, clients = int(flags["max-recv-msg-size-mib"]), 8
+    worst = 50 + queue_spans * 1.6 / 1024 + 2.5 * queue_mib + clients * 2 * largest + largest * 7.4 + 32
+    limit = mebibytes(container["resources"]["limits"]["memory"])
+    assert worst <= limit, f"worst case {worst:.0f} MiB above the {limit:.0f} MiB limit"

@@ -115,6 +115,12 @@ auth-token: {{ .Values.auth.token | b64enc | quote }}
 {{- end }}
 {{- end }}
 
+{{/* name and key of the Secret holding the bearer token (the chart's own, or auth.existingSecret). */}}
+{{- define "trace-relay.tokenSecretRef" -}}
+name: {{ .Values.auth.existingSecret | default (include "trace-relay.fullname" .) }}
+key: {{ ternary .Values.auth.existingSecretKey "auth-token" (not (empty .Values.auth.existingSecret)) }}
+{{- end }}
+
 {{- define "trace-relay.mutualTLS" -}}
 {{- if .Values.tls.enabled }}
 {{- if .Values.tls.existingSecret }}{{ if .Values.tls.requireClientCert }}true{{ end }}
@@ -122,14 +128,16 @@ auth-token: {{ .Values.auth.token | b64enc | quote }}
 {{- end }}
 {{- end }}
 
-{{/* One NetworkPolicy peer; a null namespaceSelector means "this namespace only". */}}
-{{- define "trace-relay.networkPolicyPeer" -}}
-- podSelector:
-    {{- toYaml .podSelector | nindent 4 }}
+{{/* NetworkPolicy peers: a list of peers (any one admits), or one peer as a map. In each, a
+missing or null namespaceSelector means "this namespace only", as in Kubernetes. */}}
+{{- define "trace-relay.networkPolicyPeers" -}}
+{{- $peers := kindIs "map" . | ternary (list .) . }}
+{{- range $peers }}
+- podSelector: {{- if .podSelector }}{{ toYaml .podSelector | nindent 4 }}{{ else }} {}{{ end }}
   {{- if not (kindIs "invalid" .namespaceSelector) }}
-  namespaceSelector:
-    {{- toYaml .namespaceSelector | nindent 4 }}
+  namespaceSelector: {{- if .namespaceSelector }}{{ toYaml .namespaceSelector | nindent 4 }}{{ else }} {}{{ end }}
   {{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Checks that the schema cannot express (cross-field rules). */}}
@@ -195,6 +203,9 @@ auth-token: {{ .Values.auth.token | b64enc | quote }}
 {{- end }}
 {{- if include "trace-relay.mutualTLS" . }}
 {{- fail "the bundled BuildKit presents no client certificate: it cannot be used with mutual TLS (tls.clientCA / tls.requireClientCert)" }}
+{{- end }}
+{{- if and .Values.buildkit.tcp.enabled (not .Values.buildkit.tcp.tlsSecret) }}
+{{- fail "buildkit.tcp.enabled needs buildkit.tcp.tlsSecret (tls.crt, tls.key and the client CA's ca.crt): a TCP listener without mutual TLS would expose the BuildKit API to anyone who reaches it (see the chart README, TLS recipes)" }}
 {{- end }}
 {{- end }}
 {{- end }}
