@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from bench.profiles import PROFILES, build_requests
 from relay.convert import convert_request
+from relay.exporters import encode
 from relay.exporters.agent import JaegerAgentExporter
 from relay.exporters.collector import JaegerCollectorExporter
 from relay.exporters.jaeger_compat import encode_compact
@@ -47,14 +48,21 @@ def stage_costs(profile: str) -> dict[str, float]:
     parse = per_span(lambda: [ExportTraceServiceRequest.FromString(d) for d in requests], n)
     parse_convert = per_span(lambda: [convert_request(ExportTraceServiceRequest.FromString(d))
                                       for d in requests], n)
-    return {
+    costs = {
         "parse": parse,
         "convert": parse_convert - parse,
         "translate": per_span(lambda: [span_to_jaeger(s) for s in spans], n),
         "encode (compact, C)": per_span(lambda: [encode_compact(t) for t in thrift], n),
-        "agent.encode (all)": per_span(lambda: [agent.encode(b) for b in batches], n),
-        "collector.encode (all)": per_span(lambda: [collector.encode(b) for b in batches], n),
     }
+    native = encode._NATIVE
+    for backend in ("pure", "native"):
+        if backend == "native" and native is None:
+            continue
+        encode._NATIVE = native if backend == "native" else None
+        costs[f"agent.encode (all, {backend})"] = per_span(lambda: [agent.encode(b) for b in batches], n)
+        costs[f"collector.encode (all, {backend})"] = per_span(lambda: [collector.encode(b) for b in batches], n)
+    encode._NATIVE = native
+    return costs
 
 
 def main() -> None:
@@ -63,8 +71,12 @@ def main() -> None:
     print("|---|" + "---:|" * len(PROFILES))
     for stage in costs[PROFILES[0]]:
         print(f"| {stage} | " + " | ".join(f"{costs[p][stage]:.2f}" for p in PROFILES) + " |")
-    total = {p: costs[p]["parse"] + costs[p]["convert"] + costs[p]["agent.encode (all)"] for p in PROFILES}
-    print("| parse + convert + agent.encode | " + " | ".join(f"{total[p]:.2f}" for p in PROFILES) + " |")
+    for backend in ("pure", "native"):
+        stage = f"agent.encode (all, {backend})"
+        if stage in costs[PROFILES[0]]:
+            total = {p: costs[p]["parse"] + costs[p]["convert"] + costs[p][stage] for p in PROFILES}
+            print(f"| parse + convert + agent.encode, {backend} | "
+                  + " | ".join(f"{total[p]:.2f}" for p in PROFILES) + " |")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from relay.admin import AdminServer
 from relay.config import Config, HostPort
 from relay.exporters.base import Exporter
+from relay.exporters.encode import BACKEND as ENCODE_BACKEND
 from relay.exporters.factory import build_exporter
 from relay.health import Health
 from relay.insights import BuildObserver
@@ -70,6 +71,7 @@ class Relay:
         self.health.serving()
         logger.info("trace-relay listening: OTLP/gRPC on %s (port %d), admin on port %d, exporting to %s",
                     self.config.otlp_grpc_endpoint, self.otlp_port, self.admin_port, self._target())
+        logger.info("Jaeger span encoder: %s (TRACE_RELAY_PURE=1 forces pure)", ENCODE_BACKEND)
 
     def shutdown(self) -> ShutdownReport:
         """Health NOT_SERVING -> stop the gRPC server (in-flight requests finish) -> close the

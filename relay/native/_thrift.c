@@ -23,6 +23,46 @@ enum { T_BOOL = 2, T_DOUBLE = 4, T_I32 = 8, T_I64 = 10, T_STRING = 11, T_STRUCT 
 /* Jaeger TagType */
 enum { V_STRING = 0, V_DOUBLE = 1, V_BOOL = 2, V_LONG = 3, V_BINARY = 4 };
 
+#define NAMES(X) \
+    X(context, "context") \
+    X(trace_id, "trace_id") \
+    X(span_id, "span_id") \
+    X(parent, "parent") \
+    X(name, "name") \
+    X(links, "links") \
+    X(attributes, "attributes") \
+    X(trace_flags, "trace_flags") \
+    X(start_time, "start_time") \
+    X(end_time, "end_time") \
+    X(instrumentation_scope, "instrumentation_scope") \
+    X(version, "version") \
+    X(kind_unspecified, "kind_unspecified") \
+    X(kind, "kind") \
+    X(status, "status") \
+    X(status_code, "status_code") \
+    X(description, "description") \
+    X(trace_state_header, "trace_state_header") \
+    X(trace_state, "trace_state") \
+    X(to_header, "to_header") \
+    X(dropped_attributes, "dropped_attributes") \
+    X(dropped_events, "dropped_events") \
+    X(dropped_links, "dropped_links") \
+    X(events, "events") \
+    X(timestamp, "timestamp") \
+    X(get, "get") \
+    X(ref_type, "opentracing.ref_type") \
+    X(child_of, "child_of") \
+    X(event, "event") \
+    X(empty, "")
+
+/* Module state: the interned attribute names and keys looked up per span (a C-string getattr
+ * would allocate and hash a new str each time). Built once per module, never mutated. */
+typedef struct {
+#define DECLARE(field, text) PyObject *field;
+    NAMES(DECLARE)
+#undef DECLARE
+} Names;
+
 typedef struct {
     char *data;
     Py_ssize_t len;
@@ -37,7 +77,10 @@ typedef struct {
     PyObject *json_value;   /* translate.json_value, for arrays and kvlists */
     PyObject *kind_names;   /* dict SpanKind -> str, translate._KIND_NAMES */
     PyObject *status_codes; /* dict StatusCode -> 1 (OK) | 2 (ERROR) */
+    Names *s;
 } Ctx;
+
+#define ATTR(obj, field) PyObject_GetAttr((obj), c->s->field)
 
 /* --- buffer ---------------------------------------------------------------------------------- */
 
@@ -229,14 +272,25 @@ static int id128(PyObject *v, int64_t *high, int64_t *low) {
 }
 
 /* getattr(obj, name, default) with a borrowed default; a new reference or NULL. */
-static PyObject *getattr_or(PyObject *obj, const char *name, PyObject *dflt) {
-    PyObject *v = PyObject_GetAttrString(obj, name);
+static PyObject *getattr_or(PyObject *obj, PyObject *name, PyObject *dflt) {
+    PyObject *v = PyObject_GetAttr(obj, name);
     if (v == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
         PyErr_Clear();
         Py_INCREF(dflt);
         return dflt;
     }
     return v;
+}
+
+/* d.get(key) for a small dict: an identity scan first (Enum keys hash in Python), then a
+ * real lookup, so the answer is the lookup's. Borrowed; NULL with no error when absent. */
+static PyObject *small_dict_get(PyObject *d, PyObject *key) {
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(d, &pos, &k, &v)) {
+        if (k == key) return v;
+    }
+    return PyDict_GetItemWithError(d, key);
 }
 
 /* --- tags ------------------------------------------------------------------------------------ */
@@ -361,7 +415,7 @@ static int flush_tags(Ctx *c, Buf *b, int *last, int fid, int omit_empty) {
 
 /* translate.scope_tags */
 static int scope_tags(Ctx *c, PyObject *span) {
-    PyObject *scope = PyObject_GetAttrString(span, "instrumentation_scope");
+    PyObject *scope = ATTR(span, instrumentation_scope);
     if (scope == NULL) return -1;
     int rc = -1;
     PyObject *name = NULL, *version = NULL;
@@ -369,8 +423,8 @@ static int scope_tags(Ctx *c, PyObject *span) {
         rc = 0;
         goto done;
     }
-    name = PyObject_GetAttrString(scope, "name");
-    version = name ? PyObject_GetAttrString(scope, "version") : NULL;
+    name = ATTR(scope, name);
+    version = name ? ATTR(scope, version) : NULL;
     if (version == NULL) goto done;
     int has_name = PyObject_IsTrue(name), has_version = PyObject_IsTrue(version);
     if (has_name < 0 || has_version < 0) goto done;
@@ -388,26 +442,26 @@ done:
 
 /* translate._status_tags: span.kind, otel.status_code, error, otel.status_description. */
 static int status_tags(Ctx *c, PyObject *span) {
-    PyObject *unspecified = getattr_or(span, "kind_unspecified", Py_False);
+    PyObject *unspecified = getattr_or(span, c->s->kind_unspecified, Py_False);
     if (unspecified == NULL) return -1;
     int skip_kind = PyObject_IsTrue(unspecified);
     Py_DECREF(unspecified);
     if (skip_kind < 0) return -1;
     if (!skip_kind) {
-        PyObject *kind = PyObject_GetAttrString(span, "kind");
+        PyObject *kind = ATTR(span, kind);
         if (kind == NULL) return -1;
-        PyObject *name = PyDict_GetItemWithError(c->kind_names, kind); /* borrowed */
+        PyObject *name = small_dict_get(c->kind_names, kind); /* borrowed */
         Py_DECREF(kind);
         if (name == NULL && PyErr_Occurred()) return -1;
         if (name != NULL && tag_pystr(c, LIT("span.kind"), name)) return -1;
     }
-    PyObject *status = PyObject_GetAttrString(span, "status");
+    PyObject *status = ATTR(span, status);
     if (status == NULL) return -1;
     int rc = -1;
-    PyObject *code = PyObject_GetAttrString(status, "status_code");
-    PyObject *description = code ? PyObject_GetAttrString(status, "description") : NULL;
+    PyObject *code = ATTR(status, status_code);
+    PyObject *description = code ? ATTR(status, description) : NULL;
     if (description == NULL) goto done;
-    PyObject *which = PyDict_GetItemWithError(c->status_codes, code); /* borrowed */
+    PyObject *which = small_dict_get(c->status_codes, code); /* borrowed */
     if (which == NULL && PyErr_Occurred()) goto done;
     long number = which ? PyLong_AsLong(which) : 0;
     if (number == 1 && tag_str(c, LIT("otel.status_code"), LIT("OK"))) goto done;
@@ -425,8 +479,8 @@ done:
     return rc;
 }
 
-static int dropped_tag(Ctx *c, PyObject *span, const char *attr, const char *key, Py_ssize_t klen) {
-    PyObject *count = PyObject_GetAttrString(span, attr);
+static int dropped_tag(Ctx *c, PyObject *span, PyObject *attr, const char *key, Py_ssize_t klen) {
+    PyObject *count = PyObject_GetAttr(span, attr);
     if (count == NULL) return -1;
     int rc = PyObject_IsTrue(count);
     if (rc > 0) {
@@ -439,17 +493,14 @@ static int dropped_tag(Ctx *c, PyObject *span, const char *attr, const char *key
 
 /* translate._trailing_tags: w3c.tracestate, then the dropped counts. */
 static int trailing_tags(Ctx *c, PyObject *span, PyObject *context) {
-    PyObject *empty = PyUnicode_FromStringAndSize("", 0);
-    if (empty == NULL) return -1;
-    PyObject *header = getattr_or(span, "trace_state_header", empty);
-    Py_DECREF(empty);
+    PyObject *header = getattr_or(span, c->s->trace_state_header, c->s->empty);
     if (header == NULL) return -1;
     int has = PyObject_IsTrue(header);
     if (has == 0) {
-        PyObject *state = PyObject_GetAttrString(context, "trace_state");
+        PyObject *state = ATTR(context, trace_state);
         has = state ? PyObject_IsTrue(state) : -1;
         if (has > 0) {
-            Py_SETREF(header, PyObject_CallMethod(state, "to_header", NULL));
+            Py_SETREF(header, PyObject_CallMethodNoArgs(state, c->s->to_header));
             has = header ? PyObject_IsTrue(header) : -1;
         }
         Py_XDECREF(state);
@@ -457,14 +508,14 @@ static int trailing_tags(Ctx *c, PyObject *span, PyObject *context) {
     int rc = has < 0 ? -1 : (has ? tag_pystr(c, LIT("w3c.tracestate"), header) : 0);
     Py_XDECREF(header);
     if (rc) return -1;
-    if (dropped_tag(c, span, "dropped_attributes", LIT("otel.dropped_attributes_count"))) return -1;
-    if (dropped_tag(c, span, "dropped_events", LIT("otel.dropped_events_count"))) return -1;
-    return dropped_tag(c, span, "dropped_links", LIT("otel.dropped_links_count"));
+    if (dropped_tag(c, span, c->s->dropped_attributes, LIT("otel.dropped_attributes_count"))) return -1;
+    if (dropped_tag(c, span, c->s->dropped_events, LIT("otel.dropped_events_count"))) return -1;
+    return dropped_tag(c, span, c->s->dropped_links, LIT("otel.dropped_links_count"));
 }
 
 /* translate._references: list<SpanRef> as field 6, when there are links. */
 static int references(Ctx *c, PyObject *span, int *last) {
-    PyObject *links = PyObject_GetAttrString(span, "links");
+    PyObject *links = ATTR(span, links);
     if (links == NULL) return -1;
     PyObject *seq = PySequence_Fast(links, "links is not a sequence");
     Py_DECREF(links);
@@ -476,23 +527,18 @@ static int references(Ctx *c, PyObject *span, int *last) {
         goto done;
     }
     if (field(c, &c->out, last, 6, T_LIST, 0) || list_header(c, &c->out, T_STRUCT, n)) goto done;
-    PyObject *ref_type_key = PyUnicode_InternFromString("opentracing.ref_type");
-    PyObject *child_of = ref_type_key ? PyUnicode_InternFromString("child_of") : NULL;
-    if (child_of == NULL) {
-        Py_XDECREF(ref_type_key);
-        goto done;
-    }
+    PyObject *ref_type_key = c->s->ref_type, *child_of = c->s->child_of;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *link = PySequence_Fast_GET_ITEM(seq, i);
-        PyObject *context = PyObject_GetAttrString(link, "context");
-        PyObject *trace_id = context ? PyObject_GetAttrString(context, "trace_id") : NULL;
-        PyObject *span_id = trace_id ? PyObject_GetAttrString(context, "span_id") : NULL;
-        PyObject *attributes = span_id ? PyObject_GetAttrString(link, "attributes") : NULL;
+        PyObject *context = ATTR(link, context);
+        PyObject *trace_id = context ? ATTR(context, trace_id) : NULL;
+        PyObject *span_id = trace_id ? ATTR(context, span_id) : NULL;
+        PyObject *attributes = span_id ? ATTR(link, attributes) : NULL;
         int64_t high = 0, low = 0, sid = 0;
         int child = 0, ok = attributes != NULL && id128(trace_id, &high, &low) == 0 &&
                                 id64(span_id, &sid) == 0;
         if (ok && attributes != Py_None) {
-            PyObject *ref = PyObject_CallMethod(attributes, "get", "O", ref_type_key);
+            PyObject *ref = PyObject_CallMethodOneArg(attributes, c->s->get, ref_type_key);
             child = ref ? PyObject_RichCompareBool(ref, child_of, Py_EQ) : -1;
             Py_XDECREF(ref);
             ok = child >= 0;
@@ -507,13 +553,9 @@ static int references(Ctx *c, PyObject *span, int *last) {
             field(c, b, &sl, 2, T_I64, 0) || put_i64(c, b, low) ||
             field(c, b, &sl, 3, T_I64, 0) || put_i64(c, b, high) ||
             field(c, b, &sl, 4, T_I64, 0) || put_i64(c, b, sid) || stop(b)) {
-            Py_DECREF(child_of);
-            Py_DECREF(ref_type_key);
             goto done;
         }
     }
-    Py_DECREF(child_of);
-    Py_DECREF(ref_type_key);
     rc = 0;
 done:
     Py_DECREF(seq);
@@ -532,9 +574,9 @@ static int micros(PyObject *ns, int64_t *out) {
 
 /* One event -> one Log (timestamp, fields). */
 static int log_entry(Ctx *c, PyObject *event) {
-    PyObject *name = PyObject_GetAttrString(event, "name");
-    PyObject *attributes = name ? PyObject_GetAttrString(event, "attributes") : NULL;
-    PyObject *timestamp = attributes ? PyObject_GetAttrString(event, "timestamp") : NULL;
+    PyObject *name = ATTR(event, name);
+    PyObject *attributes = name ? ATTR(event, attributes) : NULL;
+    PyObject *timestamp = attributes ? ATTR(event, timestamp) : NULL;
     int rc = -1;
     int64_t ts;
     if (timestamp == NULL || micros(timestamp, &ts)) goto done;
@@ -543,9 +585,7 @@ static int log_entry(Ctx *c, PyObject *event) {
     if (has_name < 0 || has_attrs < 0) goto done;
     int has_event_key = 0;
     if (has_attrs) {
-        PyObject *event_key = PyUnicode_FromString("event");
-        has_event_key = event_key ? PySequence_Contains(attributes, event_key) : -1;
-        Py_XDECREF(event_key);
+        has_event_key = PySequence_Contains(attributes, c->s->event);
         if (has_event_key < 0) goto done;
     }
     if (has_name && !has_event_key && tag_pystr(c, LIT("event"), name)) goto done;
@@ -563,7 +603,7 @@ done:
 
 /* translate._logs: list<Log> as field 11, when there are events. */
 static int logs(Ctx *c, PyObject *span, int *last) {
-    PyObject *events = PyObject_GetAttrString(span, "events");
+    PyObject *events = ATTR(span, events);
     if (events == NULL) return -1;
     PyObject *seq = PySequence_Fast(events, "events is not a sequence");
     Py_DECREF(events);
@@ -579,9 +619,9 @@ static int logs(Ctx *c, PyObject *span, int *last) {
 }
 
 /* (start_time or 0) // 1000 and (end_time or start_time or 0) // 1000, as non-negative ints. */
-static int times(PyObject *span, int64_t *start_us, int64_t *end_us) {
-    PyObject *start = PyObject_GetAttrString(span, "start_time");
-    PyObject *end = start ? PyObject_GetAttrString(span, "end_time") : NULL;
+static int times(Ctx *c, PyObject *span, int64_t *start_us, int64_t *end_us) {
+    PyObject *start = ATTR(span, start_time);
+    PyObject *end = start ? ATTR(span, end_time) : NULL;
     int rc = -1;
     if (end == NULL) goto done;
     int start_true = PyObject_IsTrue(start), end_true = PyObject_IsTrue(end);
@@ -614,24 +654,24 @@ done:
 /* Fields 1-5 of a Span: ids and the operation name. */
 static int span_head(Ctx *c, PyObject *span, PyObject *context, int *last) {
     int64_t high, low, sid, parent_sid = 0;
-    PyObject *trace_id = PyObject_GetAttrString(context, "trace_id");
+    PyObject *trace_id = ATTR(context, trace_id);
     if (trace_id == NULL) return -1;
     int rc = id128(trace_id, &high, &low);
     Py_DECREF(trace_id);
-    PyObject *span_id = rc ? NULL : PyObject_GetAttrString(context, "span_id");
+    PyObject *span_id = rc ? NULL : ATTR(context, span_id);
     if (span_id == NULL) return -1;
     rc = id64(span_id, &sid);
     Py_DECREF(span_id);
-    PyObject *parent = rc ? NULL : PyObject_GetAttrString(span, "parent");
+    PyObject *parent = rc ? NULL : ATTR(span, parent);
     if (parent == NULL) return -1;
     if (parent != Py_None) {
-        PyObject *parent_id = PyObject_GetAttrString(parent, "span_id");
+        PyObject *parent_id = ATTR(parent, span_id);
         rc = parent_id ? id64(parent_id, &parent_sid) : -1;
         Py_XDECREF(parent_id);
     }
     Py_DECREF(parent);
     if (rc) return -1;
-    PyObject *name = PyObject_GetAttrString(span, "name");
+    PyObject *name = ATTR(span, name);
     if (name == NULL) return -1;
     Py_ssize_t nlen;
     const char *n = utf8(name, &nlen);
@@ -646,7 +686,7 @@ static int span_head(Ctx *c, PyObject *span, PyObject *context, int *last) {
 }
 
 static int span_flags(Ctx *c, PyObject *context, int *last) {
-    PyObject *flags = PyObject_GetAttrString(context, "trace_flags");
+    PyObject *flags = ATTR(context, trace_flags);
     if (flags == NULL) return -1;
     if (!PyLong_Check(flags)) {
         Py_DECREF(flags);
@@ -664,7 +704,7 @@ static int encode_span(Ctx *c, PyObject *span) {
     c->out.len = 0;
     c->tags.len = 0;
     c->ntags = 0;
-    PyObject *context = PyObject_GetAttrString(span, "context");
+    PyObject *context = ATTR(span, context);
     if (context == NULL) return -1;
     int last = 0, rc = -1;
     int64_t start_us, end_us;
@@ -673,11 +713,11 @@ static int encode_span(Ctx *c, PyObject *span) {
         goto done;
     }
     if (span_head(c, span, context, &last) || references(c, span, &last)) goto done;
-    if (span_flags(c, context, &last) || times(span, &start_us, &end_us)) goto done;
+    if (span_flags(c, context, &last) || times(c, span, &start_us, &end_us)) goto done;
     Buf *b = &c->out;
     if (field(c, b, &last, 8, T_I64, 0) || put_i64(c, b, start_us)) goto done;
     if (field(c, b, &last, 9, T_I64, 0) || put_i64(c, b, end_us - start_us)) goto done;
-    PyObject *attributes = PyObject_GetAttrString(span, "attributes");
+    PyObject *attributes = ATTR(span, attributes);
     if (attributes == NULL) goto done;
     int arc = scope_tags(c, span) || attribute_tags(c, attributes);
     Py_DECREF(attributes);
@@ -706,7 +746,8 @@ static PyObject *encode_spans(PyObject *self, PyObject *args) {
     if (seq == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject *result = PyList_New(n);
-    Ctx c = {compact, {NULL, 0, 0}, {NULL, 0, 0}, 0, json_value, kind_names, status_codes};
+    Ctx c = {compact, {NULL, 0, 0}, {NULL, 0, 0}, 0, json_value, kind_names, status_codes,
+             (Names *)PyModule_GetState(self)};
     for (Py_ssize_t i = 0; result != NULL && i < n; i++) {
         PyObject *item;
         if (encode_span(&c, PySequence_Fast_GET_ITEM(seq, i)) == 0) {
@@ -735,14 +776,42 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static int exec_module(PyObject *m) {
+    Names *s = (Names *)PyModule_GetState(m);
+#define INTERN(field, text) \
+    if ((s->field = PyUnicode_InternFromString(text)) == NULL) return -1;
+    NAMES(INTERN)
+#undef INTERN
+    return 0;
+}
+
+static int traverse_module(PyObject *m, visitproc visit, void *arg) {
+    Names *s = (Names *)PyModule_GetState(m);
+#define VISIT(field, text) Py_VISIT(s->field);
+    NAMES(VISIT)
+#undef VISIT
+    return 0;
+}
+
+static int clear_module(PyObject *m) {
+    Names *s = (Names *)PyModule_GetState(m);
+#define CLEAR(field, text) Py_CLEAR(s->field);
+    NAMES(CLEAR)
+#undef CLEAR
+    return 0;
+}
+
+static void free_module(void *m) { clear_module((PyObject *)m); }
+
 static struct PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, exec_module},
     {0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "relay.native._thrift",
     "ReadableSpans -> Jaeger thrift bytes (native twin of relay.exporters.translate).",
-    0, methods, slots, NULL, NULL, NULL,
+    sizeof(Names), methods, slots, traverse_module, clear_module, free_module,
 };
 
 PyMODINIT_FUNC PyInit__thrift(void) { return PyModuleDef_Init(&module); }
