@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from concurrent import futures
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
+from relay import native
 from relay.admin import AdminServer
 from relay.config import Config, HostPort
 from relay.exporters.base import Exporter
@@ -57,7 +59,9 @@ class Relay:
         )
         self.health = Health(self.worker.is_alive)
         token = config.auth_token_file.read_bytes().strip() if config.auth_token_file else None
-        self.receiver = TraceReceiver(self.queue, self.metrics.ledger, token)
+        # TRACE_RELAY_PURE=1 turns the native parser off (and the native encoder, relay/exporters/encode.py).
+        self._parser = native.load_parser(os.environ)
+        self.receiver = TraceReceiver(self.queue, self.metrics.ledger, token, parser=self._parser)
         self._server = self._grpc_server()
         self.otlp_port = self._bind(config)
         self._admin = self._admin_server(config.admin_endpoint)
@@ -71,7 +75,8 @@ class Relay:
         self.health.serving()
         logger.info("trace-relay listening: OTLP/gRPC on %s (port %d), admin on port %d, exporting to %s",
                     self.config.otlp_grpc_endpoint, self.otlp_port, self.admin_port, self._target())
-        logger.info("Jaeger span encoder: %s (TRACE_RELAY_PURE=1 forces pure)", ENCODE_BACKEND)
+        logger.info("native accelerator: OTLP parser %s, Jaeger span encoder %s (TRACE_RELAY_PURE=1 forces pure)",
+                    "native" if self._parser is not None else "pure", ENCODE_BACKEND)
 
     def shutdown(self) -> ShutdownReport:
         """Health NOT_SERVING -> stop the gRPC server (in-flight requests finish) -> close the

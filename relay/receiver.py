@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -25,11 +26,10 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
-    ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
-from relay.convert import convert_request, request_span_count
+from relay.convert import ParsedRequest
 from relay.metrics import Ledger
 from relay.spanqueue import SpanQueue
 
@@ -53,8 +53,10 @@ _SHUTTING_DOWN = _unavailable_status("trace-relay is shutting down; retry later"
 
 
 class TraceReceiver:
-    def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None) -> None:
+    def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None,
+                 parser: Any = None) -> None:
         self._queue = queue
+        self._parser = parser  # the native OTLP parser (relay.native.load_parser), None: upb only
         self._ledger = ledger
         self._token = auth_token or None
         self.shutting_down = False
@@ -66,12 +68,12 @@ class TraceReceiver:
 
     def export(self, data: bytes, context: grpc.ServicerContext) -> bytes:
         try:
-            request = ExportTraceServiceRequest.FromString(data)
+            request = ParsedRequest(data, self._parser)
         except DecodeError as exc:
             self._ledger.request("INVALID_ARGUMENT")
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"not a valid ExportTraceServiceRequest: {exc}")
-        count = request_span_count(request)
+        count = request.span_count
         if count > self._queue.capacity:
             # It could never be queued whole: retrying cannot help, so no RetryInfo.
             self._ledger.request("INVALID_ARGUMENT", rejected=[("request_exceeds_queue", count)])
@@ -109,10 +111,10 @@ class TraceReceiver:
                 return hmac.compare_digest(token.strip(), self._token) and valid
         return False
 
-    def _export(self, request: ExportTraceServiceRequest, reserved: int,
+    def _export(self, request: ParsedRequest, reserved: int,
                 context: grpc.ServicerContext) -> tuple[bytes, bool]:
         """Convert and queue into the reserved room; (response, whether the room was used)."""
-        converted = convert_request(request)
+        converted = request.convert()
         rejected = converted.rejected.items()
         if converted.batches and not self._queue.commit(converted.batches, reserved):
             reason, status = self._refusal()  # closed for shutdown since the reservation

@@ -1,0 +1,129 @@
+"""Differential test: the native OTLP parser (relay/native/_otlp.c) against upb + convert_request.
+
+For any bytes (valid requests full of odd values, mutated and truncated requests, random bytes,
+deep nesting), ``convert_bytes`` with the native parser gives what upb + ``convert_request`` give:
+the same spans field for field (and the same Jaeger bytes), the same rejected reasons, counts and
+first error, or the same DecodeError.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench.profiles import build_requests
+from relay import native
+from relay.convert import Converted, convert_bytes
+from relay.exporters.agent import JaegerAgentExporter
+from relay.testtrace import buildkit_trace
+from tests.hostile.fuzz import mutated_requests, weird_requests
+
+PARSER = native.load_parser({})
+pytestmark = pytest.mark.skipif(PARSER is None, reason="the relay.native._otlp extension is not built")
+AGENT = JaegerAgentExporter("127.0.0.1", 9, max_packet_size=65000)
+
+
+def _context(context: Any) -> Any:
+    if context is None:
+        return None
+    return (context.trace_id, context.span_id, context.is_remote, int(context.trace_flags),
+            context.trace_state.to_header())
+
+
+def _span(span: Any) -> Any:
+    scope = span.instrumentation_scope
+    return (
+        span.name, _context(span.context), _context(span.parent),
+        dict(span.resource.attributes), span.resource.schema_url, dict(span.attributes),
+        [(e.name, e.attributes, e.timestamp, e.dropped_attributes) for e in span.events],
+        [(_context(li.context), li.attributes, li.dropped_attributes) for li in span.links],
+        span.kind, span.status.status_code, span.status.description, span.start_time, span.end_time,
+        (scope.name, scope.version, scope.schema_url), span._dropped, span.kind_unspecified,
+        span.trace_state_header,
+    )
+
+
+def dump(converted: Converted) -> str:
+    """Everything a Converted carries, as text (repr keeps dict order, -0.0 and nan apart)."""
+    batches = [[_span(span) for span in batch] for batch in converted.batches]
+    return repr((batches, sorted(converted.rejected.items()), converted.first_error))
+
+
+def outcome(data: bytes, parser: Any) -> tuple[str, str]:
+    try:
+        converted = convert_bytes(data, parser)
+    except DecodeError as exc:
+        return "DecodeError", str(exc)
+    jaeger = [AGENT.encode(batch) for batch in converted.batches]
+    return "ok", dump(converted) + repr(jaeger)
+
+
+def assert_same(data: bytes) -> None:
+    assert outcome(data, PARSER) == outcome(data, None)
+
+
+SETTINGS = settings(max_examples=300, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@SETTINGS
+@given(data=weird_requests())
+def test_valid_requests_parse_natively_to_the_same_spans(data: bytes) -> None:
+    assert PARSER is not None
+    assert PARSER.parse_request(data) is not None, "canonical OTLP is parsed natively"
+    assert_same(data)
+
+
+@SETTINGS
+@given(data=st.one_of(mutated_requests(), st.binary(max_size=256)))
+def test_malformed_requests_get_upbs_answer(data: bytes) -> None:
+    assert_same(data)
+
+
+@pytest.mark.parametrize("profile", ["standard", "buildkit"])
+def test_bench_profiles_parse_natively(profile: str) -> None:
+    assert PARSER is not None
+    for data, _count in build_requests(profile, 3):
+        assert PARSER.parse_request(data) is not None
+        assert_same(data)
+
+
+def test_buildkit_traces_parse_natively() -> None:
+    assert PARSER is not None
+    data = buildkit_trace(random.Random(3), 1_700_000_000_000_000_000, steps=5).SerializeToString()
+    assert PARSER.parse_request(data) is not None
+    assert_same(data)
+
+
+def _len(field: int, payload: bytes) -> bytes:
+    size, out = len(payload), bytearray()
+    while size > 0x7F:
+        out.append((size & 0x7F) | 0x80)
+        size >>= 7
+    out.append(size)
+    return bytes([field << 3 | 2]) + bytes(out) + payload
+
+
+def nested_request(depth: int) -> bytes:
+    """One span whose one attribute is an array nested ``depth`` deep."""
+    value = _len(1, b"leaf")  # AnyValue{string_value}
+    for _ in range(depth):
+        value = _len(5, _len(1, value))  # AnyValue{array_value: ArrayValue{values: [value]}}
+    span = _len(1, bytes(range(1, 17))) + _len(2, bytes(range(1, 9))) + _len(9, _len(1, b"k") + _len(2, value))
+    return _len(1, _len(2, _len(2, span)))
+
+
+@pytest.mark.parametrize("depth", [0, 10, 30, 31, 33, 45, 60, 200])
+def test_deep_nesting_gets_upbs_answer(depth: int) -> None:
+    assert_same(nested_request(depth))
+
+
+@pytest.mark.parametrize("cut", range(1, 40))
+def test_every_truncation_gets_upbs_answer(cut: int) -> None:
+    data = build_requests("buildkit", 1)[0][0]
+    assert_same(data[:len(data) * cut // 40])
