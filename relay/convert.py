@@ -360,7 +360,7 @@ def _link_of(fields: tuple[Any, ...]) -> Link | None:
 
 def _span_of(fields: tuple[Any, ...], resource: Resource, scope: SdkScope) -> ReadableSpan:
     (raw_trace_id, raw_span_id, header, parent_id, name, kind, start, end, attrs, dropped_attributes,
-     events, dropped_events, raw_links, dropped_links, code, message, flags) = fields
+     events, dropped_events, raw_links, dropped_links, code, message, flags, _size) = fields
     trace_id = _id(raw_trace_id, 16, "trace_id")
     span_id = _id(raw_span_id, 8, "span_id")
     if end < start:

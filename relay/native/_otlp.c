@@ -14,7 +14,8 @@
  * Result: list of (resource_attributes: dict, schema_url: str, scopes: list) with
  * scope = (name, version, schema_url, spans), span = (trace_id, span_id, trace_state,
  * parent_span_id, name, kind, start, end, attributes, dropped_attributes, events,
- * dropped_events, links, dropped_links, status_code, status_message, flags),
+ * dropped_events, links, dropped_links, status_code, status_message, flags, size) where size,
+ * the span's length on the wire, equals upb's ByteSize() (non-canonical input is left to upb),
  * event = (time, name, attributes, dropped), link = (trace_id, span_id, trace_state, attributes,
  * dropped, flags). No global state.
  */
@@ -42,6 +43,7 @@ static int varint(Rd *r, uint64_t *out) {
         if (shift == 63 && b > 1) return -1;
         v |= (uint64_t)(b & 0x7F) << shift;
         if (!(b & 0x80)) {
+            if (b == 0 && shift > 0) return -1; /* overlong: not what upb would write back */
             *out = v;
             return 0;
         }
@@ -122,6 +124,31 @@ static int fixed_int(Rd *r, int size, PyObject **slot) {
     return fixed(r, size, &v) ? -1 : set(slot, PyLong_FromUnsignedLongLong(v));
 }
 
+/* Non-oneof proto3 scalars: upb drops a default (0, "") when it writes the message back, so
+ * ByteSize() would differ from the wire; such (non-canonical) input is left to upb. */
+static PyObject *str_nz(Rd *r) {
+    PyObject *v = str_of(r);
+    if (v != NULL && PyUnicode_GET_LENGTH(v) == 0) Py_CLEAR(v);
+    return v;
+}
+
+static PyObject *bytes_nz(Rd *r) {
+    PyObject *v = bytes_of(r);
+    if (v != NULL && PyBytes_GET_SIZE(v) == 0) Py_CLEAR(v);
+    return v;
+}
+
+static int nonzero(PyObject **slot) {
+    int truth = PyObject_IsTrue(*slot);
+    return truth > 0 ? 0 : -1;
+}
+
+static int u32_nz(Rd *r, PyObject **slot) { return u32(r, slot) || nonzero(slot) ? -1 : 0; }
+static int i32_nz(Rd *r, PyObject **slot) { return i32(r, slot) || nonzero(slot) ? -1 : 0; }
+static int fixed_nz(Rd *r, int size, PyObject **slot) {
+    return fixed_int(r, size, slot) || nonzero(slot) ? -1 : 0;
+}
+
 static PyObject *empty_str(void) { return PyUnicode_FromStringAndSize("", 0); }
 
 static PyObject *any_value(Rd r, int depth);
@@ -198,7 +225,7 @@ static int key_value(Rd r, PyObject *dict, int depth) {
         Rd s;
         if (tag(&r, &f, &wt) || once(&seen, f)) goto done;
         if (f == 1 && wt == WT_LEN) {
-            if (set(&key, str_of(&r))) goto done;
+            if (set(&key, str_nz(&r))) goto done;
         } else if (f == 2 && wt == WT_LEN) {
             if (sub(&r, &s) || set(&value, any_value(s, depth + 1))) goto done;
         } else {
@@ -278,11 +305,11 @@ static PyObject *span_event(Rd r) {
         }
         if (once(&seen, f)) goto fail;
         if (f == 1 && wt == WT_I64) {
-            if (fixed_int(&r, 8, &v[0])) goto fail;
+            if (fixed_nz(&r, 8, &v[0])) goto fail;
         } else if (f == 2 && wt == WT_LEN) {
-            if (set(&v[1], str_of(&r))) goto fail;
+            if (set(&v[1], str_nz(&r))) goto fail;
         } else if (f == 4 && wt == WT_VARINT) {
-            if (u32(&r, &v[3])) goto fail;
+            if (u32_nz(&r, &v[3])) goto fail;
         } else {
             goto fail;
         }
@@ -308,15 +335,15 @@ static PyObject *span_link(Rd r) {
         }
         if (once(&seen, f)) goto fail;
         if (f == 1 && wt == WT_LEN) {
-            if (set(&v[0], bytes_of(&r))) goto fail;
+            if (set(&v[0], bytes_nz(&r))) goto fail;
         } else if (f == 2 && wt == WT_LEN) {
-            if (set(&v[1], bytes_of(&r))) goto fail;
+            if (set(&v[1], bytes_nz(&r))) goto fail;
         } else if (f == 3 && wt == WT_LEN) {
-            if (set(&v[2], str_of(&r))) goto fail;
+            if (set(&v[2], str_nz(&r))) goto fail;
         } else if (f == 5 && wt == WT_VARINT) {
-            if (u32(&r, &v[4])) goto fail;
+            if (u32_nz(&r, &v[4])) goto fail;
         } else if (f == 6 && wt == WT_I32) {
-            if (fixed_int(&r, 4, &v[5])) goto fail;
+            if (fixed_nz(&r, 4, &v[5])) goto fail;
         } else {
             goto fail;
         }
@@ -335,9 +362,9 @@ static int status(Rd r, PyObject **code, PyObject **message) {
         int wt;
         if (tag(&r, &f, &wt) || once(&seen, f)) return -1;
         if (f == 2 && wt == WT_LEN) {
-            if (set(message, str_of(&r))) return -1;
+            if (set(message, str_nz(&r))) return -1;
         } else if (f == 3 && wt == WT_VARINT) {
-            if (i32(&r, code)) return -1;
+            if (i32_nz(&r, code)) return -1;
         } else {
             return -1;
         }
@@ -354,9 +381,10 @@ static int append(PyObject *list, PyObject *item) {
 
 /* Span -> the 17-tuple described at the top. */
 static PyObject *span(Rd r) {
-    PyObject *v[17] = {NULL};
+    PyObject *v[18] = {NULL};
     uint32_t seen = 0;
-    if (defaults(v, "bbsbsiiidililiisi")) goto fail;
+    if (defaults(v, "bbsbsiiidililiisii")) goto fail;
+    if (set(&v[17], PyLong_FromSsize_t(r.end - r.p))) goto fail; /* == upb's ByteSize(): canonical */
     while (r.p < r.end) {
         uint32_t f;
         int wt;
@@ -377,26 +405,26 @@ static PyObject *span(Rd r) {
         if (once(&seen, f)) goto fail;
         int rc;
         switch (f) {
-        case 1: rc = wt == WT_LEN ? set(&v[0], bytes_of(&r)) : -1; break;
-        case 2: rc = wt == WT_LEN ? set(&v[1], bytes_of(&r)) : -1; break;
-        case 3: rc = wt == WT_LEN ? set(&v[2], str_of(&r)) : -1; break;
-        case 4: rc = wt == WT_LEN ? set(&v[3], bytes_of(&r)) : -1; break;
-        case 5: rc = wt == WT_LEN ? set(&v[4], str_of(&r)) : -1; break;
-        case 6: rc = wt == WT_VARINT ? i32(&r, &v[5]) : -1; break;
-        case 7: rc = wt == WT_I64 ? fixed_int(&r, 8, &v[6]) : -1; break;
-        case 8: rc = wt == WT_I64 ? fixed_int(&r, 8, &v[7]) : -1; break;
-        case 10: rc = wt == WT_VARINT ? u32(&r, &v[9]) : -1; break;
-        case 12: rc = wt == WT_VARINT ? u32(&r, &v[11]) : -1; break;
-        case 14: rc = wt == WT_VARINT ? u32(&r, &v[13]) : -1; break;
+        case 1: rc = wt == WT_LEN ? set(&v[0], bytes_nz(&r)) : -1; break;
+        case 2: rc = wt == WT_LEN ? set(&v[1], bytes_nz(&r)) : -1; break;
+        case 3: rc = wt == WT_LEN ? set(&v[2], str_nz(&r)) : -1; break;
+        case 4: rc = wt == WT_LEN ? set(&v[3], bytes_nz(&r)) : -1; break;
+        case 5: rc = wt == WT_LEN ? set(&v[4], str_nz(&r)) : -1; break;
+        case 6: rc = wt == WT_VARINT ? i32_nz(&r, &v[5]) : -1; break;
+        case 7: rc = wt == WT_I64 ? fixed_nz(&r, 8, &v[6]) : -1; break;
+        case 8: rc = wt == WT_I64 ? fixed_nz(&r, 8, &v[7]) : -1; break;
+        case 10: rc = wt == WT_VARINT ? u32_nz(&r, &v[9]) : -1; break;
+        case 12: rc = wt == WT_VARINT ? u32_nz(&r, &v[11]) : -1; break;
+        case 14: rc = wt == WT_VARINT ? u32_nz(&r, &v[13]) : -1; break;
         case 15: rc = wt == WT_LEN && sub(&r, &s) == 0 ? status(s, &v[14], &v[15]) : -1; break;
-        case 16: rc = wt == WT_I32 ? fixed_int(&r, 4, &v[16]) : -1; break;
+        case 16: rc = wt == WT_I32 ? fixed_nz(&r, 4, &v[16]) : -1; break;
         default: rc = -1;
         }
         if (rc) goto fail;
     }
-    return pack(v, 17);
+    return pack(v, 18);
 fail:
-    drop(v, 17);
+    drop(v, 18);
     return NULL;
 }
 
@@ -409,11 +437,11 @@ static int scope(Rd r, PyObject **name, PyObject **version) {
         uint64_t n;
         if (tag(&r, &f, &wt) || once(&seen, f)) return -1;
         if (f == 1 && wt == WT_LEN) {
-            if (set(name, str_of(&r))) return -1;
+            if (set(name, str_nz(&r))) return -1;
         } else if (f == 2 && wt == WT_LEN) {
-            if (set(version, str_of(&r))) return -1;
+            if (set(version, str_nz(&r))) return -1;
         } else if (f == 4 && wt == WT_VARINT) {
-            if (varint(&r, &n) || n > UINT32_MAX) return -1;
+            if (varint(&r, &n) || n == 0 || n > UINT32_MAX) return -1;
         } else {
             return -1;
         }
@@ -439,7 +467,7 @@ static PyObject *scope_spans(Rd r) {
         if (f == 1 && wt == WT_LEN) {
             if (sub(&r, &s) || scope(s, &v[0], &v[1])) goto fail;
         } else if (f == 3 && wt == WT_LEN) {
-            if (set(&v[2], str_of(&r))) goto fail;
+            if (set(&v[2], str_nz(&r))) goto fail;
         } else {
             goto fail;
         }
@@ -461,7 +489,7 @@ static int resource(Rd r, PyObject *dict) {
         if (f == 1 && wt == WT_LEN) {
             if (attribute(&r, dict)) return -1;
         } else if (f == 2 && wt == WT_VARINT && once(&seen, f) == 0) {
-            if (varint(&r, &n) || n > UINT32_MAX) return -1;
+            if (varint(&r, &n) || n == 0 || n > UINT32_MAX) return -1;
         } else {
             return -1;
         }
@@ -487,7 +515,7 @@ static PyObject *resource_spans(Rd r) {
         if (f == 1 && wt == WT_LEN) {
             if (sub(&r, &s) || resource(s, v[0])) goto fail;
         } else if (f == 3 && wt == WT_LEN) {
-            if (set(&v[1], str_of(&r))) goto fail;
+            if (set(&v[1], str_nz(&r))) goto fail;
         } else {
             goto fail;
         }

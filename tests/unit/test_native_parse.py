@@ -13,6 +13,7 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from bench.profiles import build_requests
 from relay import native
@@ -38,6 +39,30 @@ def test_valid_requests_parse_natively_to_the_same_spans(data: bytes) -> None:
     assert PARSER is not None
     assert PARSER.parse_request(data) is not None, "canonical OTLP is parsed natively"
     assert_same(data)
+
+
+@SETTINGS
+@given(data=weird_requests())
+def test_native_span_sizes_are_upbs_byte_sizes(data: bytes) -> None:
+    """Each span's wire size, as the native parser reports it (the receiver's batch_bytes), is
+    upb's ``ByteSize()`` of the same span."""
+    assert PARSER is not None
+    parsed = PARSER.parse_request(data)
+    assert parsed is not None
+    native_sizes = [fields[17] for _attrs, _schema, scopes in parsed for scope in scopes for fields in scope[3]]
+    request = ExportTraceServiceRequest.FromString(data)
+    assert native_sizes == [span.ByteSize() for rs in request.resource_spans for ss in rs.scope_spans
+                            for span in ss.spans]
+
+
+@pytest.mark.parametrize("raw", [
+    bytes.fromhex("0a06120412023000"),  # a span with kind 0 written out (0x30 0x00)
+    bytes.fromhex("0a0712051203308100"),  # kind 1 as an overlong varint (0x81 0x00)
+])
+def test_non_canonical_requests_are_left_to_upb(raw: bytes) -> None:
+    assert PARSER is not None
+    assert PARSER.parse_request(raw) is None
+    assert_same(raw)
 
 
 @SETTINGS
