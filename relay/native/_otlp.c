@@ -28,9 +28,28 @@
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
+/* Attribute keys repeat across the spans of a request ("vertex", "rpc.system", ...): each
+ * distinct key is decoded once per request and its str shared, which also saves memory for
+ * queued spans. Open addressing, never more than 3/4 full, keys point into the request bytes. */
+#define KEY_SLOTS 256
+#define KEY_MAX_LEN 128
+
+typedef struct {
+    uint32_t hash;
+    Py_ssize_t len;
+    const unsigned char *at;
+    PyObject *str;
+} KeySlot;
+
+typedef struct {
+    KeySlot slot[KEY_SLOTS];
+    int used;
+} Keys;
+
 typedef struct {
     const unsigned char *p;
     const unsigned char *end;
+    Keys *keys; /* per parse_request call; shared by every nested reader */
 } Rd;
 
 /* Every failure returns -1 / NULL. With no Python error set it means "bail" (use upb). */
@@ -64,6 +83,7 @@ static int sub(Rd *r, Rd *out) {
     if (varint(r, &n) || n > (uint64_t)(r->end - r->p)) return -1;
     out->p = r->p;
     out->end = r->p + n;
+    out->keys = r->keys;
     r->p += n;
     return 0;
 }
@@ -149,6 +169,37 @@ static int fixed_nz(Rd *r, int size, PyObject **slot) {
     return fixed_int(r, size, slot) || nonzero(slot) ? -1 : 0;
 }
 
+static PyObject *decode(const unsigned char *p, Py_ssize_t n) {
+    PyObject *v = PyUnicode_DecodeUTF8((const char *)p, n, NULL);
+    if (v == NULL && !PyErr_ExceptionMatches(PyExc_MemoryError)) PyErr_Clear(); /* invalid: bail */
+    return v;
+}
+
+/* A KeyValue key (non-empty, else upb decides), through the per-request key cache. */
+static PyObject *key_str(Rd *r) {
+    Rd s;
+    if (sub(r, &s)) return NULL;
+    Py_ssize_t n = s.end - s.p;
+    if (n == 0) return NULL;
+    Keys *k = r->keys;
+    if (k == NULL || n > KEY_MAX_LEN) return decode(s.p, n);
+    uint32_t h = 2166136261u;
+    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ s.p[i]) * 16777619u;
+    for (uint32_t probe = 0; probe < KEY_SLOTS; probe++) {
+        KeySlot *e = &k->slot[(h + probe) & (KEY_SLOTS - 1)];
+        if (e->str == NULL) {
+            PyObject *v = decode(s.p, n);
+            if (v != NULL && k->used < KEY_SLOTS * 3 / 4) {
+                *e = (KeySlot){h, n, s.p, Py_NewRef(v)};
+                k->used++;
+            }
+            return v;
+        }
+        if (e->hash == h && e->len == n && memcmp(e->at, s.p, (size_t)n) == 0) return Py_NewRef(e->str);
+    }
+    return decode(s.p, n); /* not reached: the table always has an empty slot */
+}
+
 static PyObject *empty_str(void) { return PyUnicode_FromStringAndSize("", 0); }
 
 static PyObject *any_value(Rd r, int depth);
@@ -225,7 +276,7 @@ static int key_value(Rd r, PyObject *dict, int depth) {
         Rd s;
         if (tag(&r, &f, &wt) || once(&seen, f)) goto done;
         if (f == 1 && wt == WT_LEN) {
-            if (set(&key, str_nz(&r))) goto done;
+            if (set(&key, key_str(&r))) goto done;
         } else if (f == 2 && wt == WT_LEN) {
             if (sub(&r, &s) || set(&value, any_value(s, depth + 1))) goto done;
         } else {
@@ -534,7 +585,9 @@ PyDoc_STRVAR(parse_request_doc,
 static PyObject *parse_request(PyObject *self, PyObject *arg) {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    Rd r = {(const unsigned char *)view.buf, (const unsigned char *)view.buf + view.len};
+    Keys keys;
+    memset(&keys, 0, sizeof keys);
+    Rd r = {(const unsigned char *)view.buf, (const unsigned char *)view.buf + view.len, &keys};
     PyObject *out = PyList_New(0);
     while (out != NULL && r.p < r.end) {
         uint32_t f;
@@ -544,6 +597,7 @@ static PyObject *parse_request(PyObject *self, PyObject *arg) {
             append(out, resource_spans(s)))
             Py_CLEAR(out);
     }
+    for (int i = 0; i < KEY_SLOTS; i++) Py_XDECREF(keys.slot[i].str);
     PyBuffer_Release(&view);
     if (out != NULL) return out;
     if (PyErr_Occurred() && PyErr_ExceptionMatches(PyExc_MemoryError)) return NULL;

@@ -113,3 +113,22 @@ def test_deep_nesting_gets_upbs_answer(depth: int) -> None:
 def test_every_truncation_gets_upbs_answer(cut: int) -> None:
     data = build_requests("buildkit", 1)[0][0]
     assert_same(data[:len(data) * cut // 40])
+
+
+def test_repeated_and_many_keys_parse_to_the_same_attributes() -> None:
+    """Keys shared by many spans, more distinct keys than the per-request key cache holds, keys
+    longer than it caches, keys that differ in one byte: the same attributes as upb's."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+    keys = ["vertex", "vertez", "k" * 200, "k" * 199 + "j", *(f"key.{n}" for n in range(400)), "vertex"]
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for index in range(6):
+        attributes = [KeyValue(key=key, value=AnyValue(int_value=index)) for key in keys[index::3]]
+        spans.append(Span(trace_id=bytes(range(1, 17)), span_id=bytes([index + 1] * 8), name=f"s{index}",
+                          attributes=attributes))
+    data = request.SerializeToString()
+    assert PARSER is not None
+    assert PARSER.parse_request(data) is not None
+    assert_same(data)
