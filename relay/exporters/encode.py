@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace.status import StatusCode
 
 from relay import native
+from relay.convert import RelaySpan
 from relay.exporters.jaeger_compat import ENCODE_ERRORS, encode_binary, encode_compact
 from relay.exporters.translate import _KIND_NAMES, json_value, span_to_jaeger
 
@@ -46,7 +47,9 @@ def encode_spans_pure(spans: Sequence[ReadableSpan], encode: Any) -> tuple[list[
 
 def encode_spans_native(spans: Sequence[ReadableSpan], compact: bool, module: Any) -> list[bytes | None]:
     """The extension's bytes per span; None where the pure path must decide."""
-    return module.encode_spans(spans, compact, json_value, _KIND_NAMES, _STATUS_CODES)  # type: ignore[no-any-return]
+    # RelaySpan: the extension reads its fields from the instance dict instead of the properties.
+    return module.encode_spans(spans, compact, json_value, _KIND_NAMES, _STATUS_CODES,  # type: ignore[no-any-return]
+                               RelaySpan)
 
 
 def encode_spans(spans: Sequence[ReadableSpan], encode: Any) -> tuple[list[bytes], int]:

@@ -50,6 +50,18 @@ enum { V_STRING = 0, V_DOUBLE = 1, V_BOOL = 2, V_LONG = 3, V_BINARY = 4 };
     X(events, "events") \
     X(timestamp, "timestamp") \
     X(get, "get") \
+    X(p_name, "_name") \
+    X(p_context, "_context") \
+    X(p_parent, "_parent") \
+    X(p_start_time, "_start_time") \
+    X(p_end_time, "_end_time") \
+    X(p_attributes, "_attributes") \
+    X(p_events, "_events") \
+    X(p_links, "_links") \
+    X(p_kind, "_kind") \
+    X(p_status, "_status") \
+    X(p_instrumentation_scope, "_instrumentation_scope") \
+    X(p_dropped, "_dropped") \
     X(ref_type, "opentracing.ref_type") \
     X(child_of, "child_of") \
     X(event, "event") \
@@ -78,6 +90,8 @@ typedef struct {
     PyObject *kind_names;   /* dict SpanKind -> str, translate._KIND_NAMES */
     PyObject *status_codes; /* dict StatusCode -> 1 (OK) | 2 (ERROR) */
     Names *s;
+    PyObject *fast; /* the instance dict of the span being written when it is exactly a RelaySpan */
+    PyObject *relay_span_type;
 } Ctx;
 
 #define ATTR(obj, field) PyObject_GetAttr((obj), c->s->field)
@@ -293,6 +307,31 @@ static PyObject *small_dict_get(PyObject *d, PyObject *key) {
     return PyDict_GetItemWithError(d, key);
 }
 
+/* A span attribute: for an exact RelaySpan the field its ReadableSpan property returns, read
+ * from the instance dict (a property call costs ~50 ns); otherwise, or when the field is not
+ * there, the public attribute. ``attributes``/``events``/``links`` give the dict/list the
+ * property wraps (MappingProxyType / tuple): the same items in the same order. */
+static PyObject *span_get(Ctx *c, PyObject *span, PyObject *public_name, PyObject *private_name) {
+    if (c->fast != NULL) {
+        PyObject *v = PyDict_GetItemWithError(c->fast, private_name);
+        if (v != NULL) return Py_NewRef(v);
+        if (PyErr_Occurred()) return NULL;
+    }
+    return PyObject_GetAttr(span, public_name);
+}
+
+#define SPAN(field) span_get(c, span, c->s->field, c->s->p_##field)
+
+/* getattr(span, name, dflt) for an instance attribute, through the instance dict when fast. */
+static PyObject *span_get_or(Ctx *c, PyObject *span, PyObject *name, PyObject *dflt) {
+    if (c->fast != NULL) {
+        PyObject *v = PyDict_GetItemWithError(c->fast, name);
+        if (v != NULL) return Py_NewRef(v);
+        if (PyErr_Occurred()) return NULL;
+    }
+    return getattr_or(span, name, dflt);
+}
+
 /* --- tags ------------------------------------------------------------------------------------ */
 
 static int tag_head(Ctx *c, const char *key, Py_ssize_t klen, int vtype, int *last) {
@@ -415,7 +454,7 @@ static int flush_tags(Ctx *c, Buf *b, int *last, int fid, int omit_empty) {
 
 /* translate.scope_tags */
 static int scope_tags(Ctx *c, PyObject *span) {
-    PyObject *scope = ATTR(span, instrumentation_scope);
+    PyObject *scope = SPAN(instrumentation_scope);
     if (scope == NULL) return -1;
     int rc = -1;
     PyObject *name = NULL, *version = NULL;
@@ -442,20 +481,20 @@ done:
 
 /* translate._status_tags: span.kind, otel.status_code, error, otel.status_description. */
 static int status_tags(Ctx *c, PyObject *span) {
-    PyObject *unspecified = getattr_or(span, c->s->kind_unspecified, Py_False);
+    PyObject *unspecified = span_get_or(c, span, c->s->kind_unspecified, Py_False);
     if (unspecified == NULL) return -1;
     int skip_kind = PyObject_IsTrue(unspecified);
     Py_DECREF(unspecified);
     if (skip_kind < 0) return -1;
     if (!skip_kind) {
-        PyObject *kind = ATTR(span, kind);
+        PyObject *kind = SPAN(kind);
         if (kind == NULL) return -1;
         PyObject *name = small_dict_get(c->kind_names, kind); /* borrowed */
         Py_DECREF(kind);
         if (name == NULL && PyErr_Occurred()) return -1;
         if (name != NULL && tag_pystr(c, LIT("span.kind"), name)) return -1;
     }
-    PyObject *status = ATTR(span, status);
+    PyObject *status = SPAN(status);
     if (status == NULL) return -1;
     int rc = -1;
     PyObject *code = ATTR(status, status_code);
@@ -479,8 +518,14 @@ done:
     return rc;
 }
 
-static int dropped_tag(Ctx *c, PyObject *span, PyObject *attr, const char *key, Py_ssize_t klen) {
-    PyObject *count = PyObject_GetAttr(span, attr);
+static int dropped_tag(Ctx *c, PyObject *span, PyObject *attr, int index, const char *key, Py_ssize_t klen) {
+    PyObject *count = NULL;
+    PyObject *dropped = c->fast ? PyDict_GetItemWithError(c->fast, c->s->p_dropped) : NULL; /* RelaySpan */
+    if (dropped != NULL && PyTuple_CheckExact(dropped) && PyTuple_GET_SIZE(dropped) == 3) {
+        count = Py_NewRef(PyTuple_GET_ITEM(dropped, index));
+    } else if (!PyErr_Occurred()) {
+        count = PyObject_GetAttr(span, attr);
+    }
     if (count == NULL) return -1;
     int rc = PyObject_IsTrue(count);
     if (rc > 0) {
@@ -493,7 +538,7 @@ static int dropped_tag(Ctx *c, PyObject *span, PyObject *attr, const char *key, 
 
 /* translate._trailing_tags: w3c.tracestate, then the dropped counts. */
 static int trailing_tags(Ctx *c, PyObject *span, PyObject *context) {
-    PyObject *header = getattr_or(span, c->s->trace_state_header, c->s->empty);
+    PyObject *header = span_get_or(c, span, c->s->trace_state_header, c->s->empty);
     if (header == NULL) return -1;
     int has = PyObject_IsTrue(header);
     if (has == 0) {
@@ -508,14 +553,14 @@ static int trailing_tags(Ctx *c, PyObject *span, PyObject *context) {
     int rc = has < 0 ? -1 : (has ? tag_pystr(c, LIT("w3c.tracestate"), header) : 0);
     Py_XDECREF(header);
     if (rc) return -1;
-    if (dropped_tag(c, span, c->s->dropped_attributes, LIT("otel.dropped_attributes_count"))) return -1;
-    if (dropped_tag(c, span, c->s->dropped_events, LIT("otel.dropped_events_count"))) return -1;
-    return dropped_tag(c, span, c->s->dropped_links, LIT("otel.dropped_links_count"));
+    if (dropped_tag(c, span, c->s->dropped_attributes, 0, LIT("otel.dropped_attributes_count"))) return -1;
+    if (dropped_tag(c, span, c->s->dropped_events, 1, LIT("otel.dropped_events_count"))) return -1;
+    return dropped_tag(c, span, c->s->dropped_links, 2, LIT("otel.dropped_links_count"));
 }
 
 /* translate._references: list<SpanRef> as field 6, when there are links. */
 static int references(Ctx *c, PyObject *span, int *last) {
-    PyObject *links = ATTR(span, links);
+    PyObject *links = SPAN(links);
     if (links == NULL) return -1;
     PyObject *seq = PySequence_Fast(links, "links is not a sequence");
     Py_DECREF(links);
@@ -603,7 +648,7 @@ done:
 
 /* translate._logs: list<Log> as field 11, when there are events. */
 static int logs(Ctx *c, PyObject *span, int *last) {
-    PyObject *events = ATTR(span, events);
+    PyObject *events = SPAN(events);
     if (events == NULL) return -1;
     PyObject *seq = PySequence_Fast(events, "events is not a sequence");
     Py_DECREF(events);
@@ -620,8 +665,8 @@ static int logs(Ctx *c, PyObject *span, int *last) {
 
 /* (start_time or 0) // 1000 and (end_time or start_time or 0) // 1000, as non-negative ints. */
 static int times(Ctx *c, PyObject *span, int64_t *start_us, int64_t *end_us) {
-    PyObject *start = ATTR(span, start_time);
-    PyObject *end = start ? ATTR(span, end_time) : NULL;
+    PyObject *start = SPAN(start_time);
+    PyObject *end = start ? SPAN(end_time) : NULL;
     int rc = -1;
     if (end == NULL) goto done;
     int start_true = PyObject_IsTrue(start), end_true = PyObject_IsTrue(end);
@@ -662,7 +707,7 @@ static int span_head(Ctx *c, PyObject *span, PyObject *context, int *last) {
     if (span_id == NULL) return -1;
     rc = id64(span_id, &sid);
     Py_DECREF(span_id);
-    PyObject *parent = rc ? NULL : ATTR(span, parent);
+    PyObject *parent = rc ? NULL : SPAN(parent);
     if (parent == NULL) return -1;
     if (parent != Py_None) {
         PyObject *parent_id = ATTR(parent, span_id);
@@ -671,7 +716,7 @@ static int span_head(Ctx *c, PyObject *span, PyObject *context, int *last) {
     }
     Py_DECREF(parent);
     if (rc) return -1;
-    PyObject *name = ATTR(span, name);
+    PyObject *name = SPAN(name);
     if (name == NULL) return -1;
     Py_ssize_t nlen;
     const char *n = utf8(name, &nlen);
@@ -700,11 +745,24 @@ static int span_flags(Ctx *c, PyObject *context, int *last) {
 }
 
 /* translate.span_to_jaeger + encode, into c->out. */
+static int encode_span_body(Ctx *c, PyObject *span);
+
 static int encode_span(Ctx *c, PyObject *span) {
+    c->fast = NULL;
+    if (c->relay_span_type != Py_None && (PyObject *)Py_TYPE(span) == c->relay_span_type) {
+        c->fast = PyObject_GenericGetDict(span, NULL);
+        if (c->fast == NULL) return -1;
+    }
+    int rc = encode_span_body(c, span);
+    Py_CLEAR(c->fast);
+    return rc;
+}
+
+static int encode_span_body(Ctx *c, PyObject *span) {
     c->out.len = 0;
     c->tags.len = 0;
     c->ntags = 0;
-    PyObject *context = ATTR(span, context);
+    PyObject *context = SPAN(context);
     if (context == NULL) return -1;
     int last = 0, rc = -1;
     int64_t start_us, end_us;
@@ -717,7 +775,7 @@ static int encode_span(Ctx *c, PyObject *span) {
     Buf *b = &c->out;
     if (field(c, b, &last, 8, T_I64, 0) || put_i64(c, b, start_us)) goto done;
     if (field(c, b, &last, 9, T_I64, 0) || put_i64(c, b, end_us - start_us)) goto done;
-    PyObject *attributes = ATTR(span, attributes);
+    PyObject *attributes = SPAN(attributes);
     if (attributes == NULL) goto done;
     int arc = scope_tags(c, span) || attribute_tags(c, attributes);
     Py_DECREF(attributes);
@@ -732,22 +790,23 @@ done:
 /* --- module ---------------------------------------------------------------------------------- */
 
 PyDoc_STRVAR(encode_spans_doc,
-"encode_spans(spans, compact, json_value, kind_names, status_codes) -> list[bytes | None]\n\n"
+"encode_spans(spans, compact, json_value, kind_names, status_codes, relay_span_type)\n"
+"-> list[bytes | None]\n\n"
 "Each span as one Jaeger thrift Span struct (compact protocol if ``compact``, else binary);\n"
 "None where the span needs the pure path.");
 
 static PyObject *encode_spans(PyObject *self, PyObject *args) {
-    PyObject *spans, *json_value, *kind_names, *status_codes;
+    PyObject *spans, *json_value, *kind_names, *status_codes, *relay_span_type;
     int compact;
-    if (!PyArg_ParseTuple(args, "OpOO!O!:encode_spans", &spans, &compact, &json_value,
-                          &PyDict_Type, &kind_names, &PyDict_Type, &status_codes))
+    if (!PyArg_ParseTuple(args, "OpOO!O!O:encode_spans", &spans, &compact, &json_value,
+                          &PyDict_Type, &kind_names, &PyDict_Type, &status_codes, &relay_span_type))
         return NULL;
     PyObject *seq = PySequence_Fast(spans, "spans must be a sequence");
     if (seq == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject *result = PyList_New(n);
     Ctx c = {compact, {NULL, 0, 0}, {NULL, 0, 0}, 0, json_value, kind_names, status_codes,
-             (Names *)PyModule_GetState(self)};
+             (Names *)PyModule_GetState(self), NULL, relay_span_type};
     for (Py_ssize_t i = 0; result != NULL && i < n; i++) {
         PyObject *item;
         if (encode_span(&c, PySequence_Fast_GET_ITEM(seq, i)) == 0) {

@@ -21,6 +21,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags, TraceSt
 from opentelemetry.trace.status import StatusCode
 
 from relay import native
+from relay.convert import RelaySpan
 from relay.exporters import encode
 from relay.exporters.agent import JaegerAgentExporter
 from relay.exporters.collector import JaegerCollectorExporter
@@ -37,6 +38,10 @@ class Level(enum.IntEnum):
 
 class Label(str):
     pass
+
+
+class SubSpan(RelaySpan):
+    """Not exactly a RelaySpan: the extension reads it through the public properties."""
 
 
 # Every value kind, and the edges: i64 extremes and beyond (the pure path refuses those), nan,
@@ -101,6 +106,8 @@ def spans(draw: st.DrawFn, resource: Resource) -> Any:
         dropped=draw(st.tuples(counts, counts, counts)),
     )
     span.trace_state_header = draw(st.sampled_from(["", "k=v", "bad header,,x"]))
+    if draw(st.booleans()):
+        span.__class__ = SubSpan
     return span
 
 
