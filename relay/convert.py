@@ -303,12 +303,20 @@ def request_span_count(request: ExportTraceServiceRequest) -> int:
 # Mirrors convert_request/_span above field for field, over the tuples parse_request returns;
 # tests/unit/test_native_parse.py proves both give equal results for the same bytes.
 
+# The native parser builds every Python object of a request at once (~13x its wire size for the
+# worst shapes: tiny spans, many attributes), where upb's message is lazy (~5.5x, the factor the
+# README's memory bound and tests/memory/test_memory_bound.py use). Bigger requests go to upb, so
+# in-flight requests stay within that bound for any --max-recv-msg-size-mib (>= 1 MiB).
+NATIVE_MAX_BYTES = 256 * 1024
+
+
 class ParsedRequest:
     """One Export request's bytes, parsed by the native parser (``parser``, the ``_otlp``
     extension) when it accepts them, else by upb, which raises DecodeError for malformed ones."""
 
     def __init__(self, data: bytes, parser: Any = None) -> None:
-        self._native = parser.parse_request(data) if parser is not None else None
+        native = parser is not None and len(data) <= NATIVE_MAX_BYTES
+        self._native = parser.parse_request(data) if native else None
         self._message = ExportTraceServiceRequest.FromString(data) if self._native is None else None
 
     @property

@@ -132,3 +132,28 @@ def test_repeated_and_many_keys_parse_to_the_same_attributes() -> None:
     assert PARSER is not None
     assert PARSER.parse_request(data) is not None
     assert_same(data)
+
+
+class _RecordingParser:
+    """A stand-in for the extension that records what it was asked to parse."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def parse_request(self, data: bytes) -> None:
+        self.sizes.append(len(data))
+        return None  # "not handled here": upb parses
+
+
+def test_requests_over_the_native_size_limit_go_to_upb() -> None:
+    """The native parser materialises a whole request at once (~13x its size at worst); bigger
+    requests go to upb, whose lazy message the memory bound is computed for."""
+    from relay.convert import NATIVE_MAX_BYTES, ParsedRequest
+
+    big = buildkit_trace(random.Random(4), 1_700_000_000_000_000_000, steps=2000).SerializeToString()
+    small = buildkit_trace(random.Random(4), 1_700_000_000_000_000_000, steps=4).SerializeToString()
+    assert len(small) <= NATIVE_MAX_BYTES < len(big)
+    parser = _RecordingParser()
+    assert ParsedRequest(big, parser).span_count == ParsedRequest(big).span_count
+    assert ParsedRequest(small, parser).span_count == ParsedRequest(small).span_count
+    assert parser.sizes == [len(small)]
