@@ -18,9 +18,9 @@ COPY pyproject.toml README.md ./
 COPY relay ./relay
 # The relay's wheel and every dependency's wheel, so the runtime stage installs offline.
 RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels .
-# The extension is optional for `pip install .` on odd machines, never for the image: fail the
-# build if the wheel came out without it.
-RUN python -c "import glob, sys, zipfile; names = zipfile.ZipFile(glob.glob('/wheels/trace_relay-*.whl')[0]).namelist(); sys.exit(not any(n.startswith('relay/native/_thrift') and n.endswith('.so') for n in names))"
+# The extensions are optional for `pip install .` on odd machines, never for the image: fail the
+# build if the wheel came out without them.
+RUN python -c "import glob, sys, zipfile; names = zipfile.ZipFile(glob.glob('/wheels/trace_relay-*.whl')[0]).namelist(); sys.exit(not all(any(n.startswith(f'relay/native/{m}') and n.endswith('.so') for n in names) for m in ('_thrift', '_otlp')))"
 
 FROM python:${PYTHON_VERSION}-slim AS runtime
 ARG VERSION=0.1.0

@@ -100,7 +100,7 @@ def test_only_the_build_stage_gets_a_compiler() -> None:
     build_runs = " ".join(run_lines(found["build"]))
     assert "apt-get install" in build_runs
     assert "gcc" in build_runs
-    assert "_thrift" in build_runs, "the build fails when the wheel lacks the extension"
+    assert "_thrift" in build_runs and "_otlp" in build_runs, "the build fails when the wheel lacks an extension"
     runtime = found["runtime"]
     runtime_text = " ".join(rest for _kw, rest in runtime)
     assert "apt-get" not in runtime_text
@@ -217,7 +217,8 @@ def test_image_build_steps_install_a_working_relay(world_readable_tmp: Path) -> 
     entrypoint = prefix / "bin" / "trace-relay"
     assert entrypoint.is_file()
     assert not (prefix / "bin" / "pip").exists(), "pip is removed from the image"
-    assert list(prefix.glob("lib/python*/site-packages/relay/native/_thrift*.so")), "the wheel carries the extension"
+    for module in ("_thrift", "_otlp"):
+        assert list(prefix.glob(f"lib/python*/site-packages/relay/native/{module}*.so")), f"no {module} in the image"
     drop = setpriv(uid, gid) if os.geteuid() == 0 else []
     env = {"PATH": f"{prefix / 'bin'}:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/"}
     if (REPO / "relay" / "cli.py").exists():
