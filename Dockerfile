@@ -6,7 +6,7 @@
 ARG PYTHON_VERSION=3.12
 
 FROM python:${PYTHON_VERSION}-slim AS build
-# The native accelerator (relay/native/_thrift.c) is compiled here; the slim image has the Python
+# The native accelerator (relay/native/*.c) is compiled here; the slim image has the Python
 # headers but no C compiler. Only this stage gets one: the runtime stage installs the built wheel.
 RUN if ! command -v gcc >/dev/null; then \
         apt-get update \
