@@ -27,6 +27,9 @@ FULL = {"runs": 3, "saturation": Timing(2, 6), "fixed": Timing(2, 8), "queue": T
 SMOKE = {"runs": 1, "saturation": Timing(0.5, 1.5), "fixed": Timing(0.5, 1.5), "queue": Timing(0.5, 2),
          "sweep": Timing(0.3, 1), "rates": (5_000.0, 20_000.0),
          "collector_servers": ("relay",), "sweep_servers": ("relay",)}
+# Native vs pure side by side, agent phases only, about a minute (bench/results/native.md).
+COMPARE = {"runs": 1, "saturation": Timing(1, 3), "fixed": Timing(1, 4), "queue": None, "sweep": None,
+           "rates": (), "collector_servers": (), "sweep_servers": ()}
 
 
 def _machine() -> str:
@@ -48,14 +51,15 @@ def _versions() -> dict[str, str]:
 
 def one_run(plan: dict, index: int, with_sweep: bool) -> tuple[list[PhaseResult], list[PhaseResult]]:
     results: list[PhaseResult] = []
-    for kind in ("parse-only", "naive", "relay"):
+    for kind in ("parse-only", "naive", "relay-pure", "relay"):
         print(f"run {index}: {kind} ...", file=sys.stderr, flush=True)
         results += scenarios.server_phases(kind, "agent", plan["saturation"], plan["fixed"])
     for kind in plan["collector_servers"]:
         print(f"run {index}: {kind} -> HTTP collector ...", file=sys.stderr, flush=True)
         results += scenarios.server_phases(kind, "collector", plan["saturation"], plan["fixed"])
-    print(f"run {index}: relay with a full queue ...", file=sys.stderr, flush=True)
-    results.append(scenarios.queue_full(plan["queue"]))
+    if plan["queue"] is not None:
+        print(f"run {index}: relay with a full queue ...", file=sys.stderr, flush=True)
+        results.append(scenarios.queue_full(plan["queue"]))
     sweeps: list[PhaseResult] = []
     if with_sweep:
         for kind in plan["sweep_servers"]:
@@ -67,12 +71,14 @@ def one_run(plan: dict, index: int, with_sweep: bool) -> tuple[list[PhaseResult]
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="one short run (CI)")
+    parser.add_argument("--compare", action="store_true",
+                        help="native vs pure vs naive vs parse-only, agent phases only (~1 min)")
     parser.add_argument("--runs", type=int, help="number of runs (default 3, smoke 1)")
     parser.add_argument("--out", type=Path, help="results directory")
     args = parser.parse_args(argv)
-    plan = dict(SMOKE if args.smoke else FULL)
+    plan = dict(COMPARE if args.compare else SMOKE if args.smoke else FULL)
     runs_wanted = args.runs or plan["runs"]
-    out = args.out or (RESULTS / "smoke" if args.smoke else RESULTS)
+    out = args.out or (RESULTS / "smoke" if args.smoke else RESULTS / "compare" if args.compare else RESULTS)
     out.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     runs, sweeps = [], []
@@ -81,9 +87,10 @@ def main(argv: list[str]) -> int:
         runs.append(results)
         sweeps += swept
     summary = report.summarize(runs)
+    mode = "compare" if args.compare else "smoke" if args.smoke else "full"
     if args.smoke:
         del summary["targets"]  # a noisy 2-second run is no verdict
-    meta = {"mode": "smoke" if args.smoke else "full", "runs": runs_wanted, "machine": _machine(),
+    meta = {"mode": mode, "runs": runs_wanted, "machine": _machine(),
             "versions": _versions(), "seconds": round(time.monotonic() - began, 1)}
     table = report.markdown(summary, meta)
     (out / "latest.md").write_text(table)

@@ -1,5 +1,5 @@
 """Long fuzz run of the Export path: hypothesis-generated bodies (arbitrary bytes, mutated BuildKit
-requests, valid-but-weird requests; strategies in tests/hostile/fuzz.py) through a real gRPC
+requests, valid-but-weird requests; strategies in bench/fuzz_bodies.py) through a real gRPC
 channel into an in-process relay exporting to a loopback UDP socket.
 
     python -m bench.fuzz --minutes 10

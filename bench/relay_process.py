@@ -15,11 +15,11 @@ HTTP_PORT = re.compile(r"OTLP/HTTP on \S+ \(port (\d+)\)")
 
 
 class RelayProcess:
-    def __init__(self, *flags: str) -> None:
+    def __init__(self, *flags: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "relay", "--otlp-grpc-endpoint", "127.0.0.1:0",
              "--otlp-http-endpoint", "127.0.0.1:0", "--admin-endpoint", "127.0.0.1:0", *flags],
-            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self.lines: list[str] = []
         self._ready = threading.Event()
         self.otlp_port = self.admin_port = self.http_port = 0

@@ -9,7 +9,8 @@ from typing import Any
 
 from bench.scenarios import PhaseResult
 
-SERVER_NAMES = {"relay": "trace-relay", "naive": "naive (stock exporter under a lock)",
+SERVER_NAMES = {"relay": "trace-relay", "relay-pure": "trace-relay, pure (TRACE_RELAY_PURE=1)",
+                "naive": "naive (stock exporter under a lock)",
                 "parse-only": "parse-only (ingest ceiling)"}
 
 
@@ -65,6 +66,7 @@ def summarize(runs: list[list[PhaseResult]]) -> dict[str, Any]:
     ratios = {
         "relay/naive standard": _over_runs(runs, _ratio("relay", "naive", "standard")),
         "relay/naive buildkit": _over_runs(runs, _ratio("relay", "naive", "buildkit")),
+        "relay/relay-pure standard": _over_runs(runs, _ratio("relay", "relay-pure", "standard")),
         "relay/parse-only standard": _over_runs(runs, _ratio("relay", "parse-only", "standard")),
         "relay/parse-only buildkit": _over_runs(runs, _ratio("relay", "parse-only", "buildkit")),
     }

@@ -3,6 +3,7 @@ the parse-only ceiling. Each is built around a sink (:mod:`bench.sinks`) in anot
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -14,7 +15,9 @@ from pathlib import Path
 
 from bench.sinks import SinkProcess
 
-SERVERS = ("relay", "naive", "parse-only")
+SERVERS = ("relay", "relay-pure", "naive", "parse-only")
+# relay-pure: the same relay with the native accelerator turned off (relay/native/__init__.py).
+_ENV = {"relay-pure": {"TRACE_RELAY_PURE": "1"}}
 _LISTENING = re.compile(r"\(port (\d+)\), admin on port (\d+)")
 _HTTP_LISTENING = re.compile(r"OTLP/HTTP on \S+ \(port (\d+)\)")
 
@@ -36,7 +39,8 @@ class ServerProcess:
         self.admin_port = self.http_port = 0
         try:
             self._proc = subprocess.Popen(self._argv(output, extra_args), stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=self._log, text=True)
+                                          stdout=subprocess.PIPE, stderr=self._log, text=True,
+                                          env={**os.environ, **_ENV.get(kind, {})})
             self.port = self._wait_for_port()
         except BaseException:
             self.close()
@@ -45,7 +49,7 @@ class ServerProcess:
 
     def _argv(self, output: str, extra_args: tuple[str, ...]) -> list[str]:
         sink_port = self.sink.port if self.sink is not None else 0
-        if self.kind == "relay":
+        if self.is_relay:
             target = (["--jaeger-agent", f"127.0.0.1:{sink_port}"] if output == "agent"
                       else ["--jaeger-collector", f"http://127.0.0.1:{sink_port}/api/traces"])
             return [*_relay_command(), "--otlp-grpc-endpoint", "127.0.0.1:0", "--otlp-http-endpoint", "127.0.0.1:0",
@@ -58,7 +62,7 @@ class ServerProcess:
 
     def _wait_for_port(self) -> int:
         deadline = time.monotonic() + 20
-        if self.kind != "relay":
+        if not self.is_relay:
             assert self._proc.stdout is not None
             first = self._proc.stdout.readline().split()
             if len(first) == 2 and first[0] == "PORT":
@@ -76,6 +80,10 @@ class ServerProcess:
                 break
             time.sleep(0.05)
         raise RuntimeError(f"trace-relay did not start; see {self._log.name}")
+
+    @property
+    def is_relay(self) -> bool:
+        return self.kind.startswith("relay")
 
     @property
     def target(self) -> str:
@@ -118,7 +126,7 @@ class ServerProcess:
     def close(self) -> None:
         proc = getattr(self, "_proc", None)
         if proc is not None and proc.poll() is None:
-            if self.kind == "relay":
+            if self.is_relay:
                 proc.send_signal(signal.SIGTERM)
             if proc.stdin is not None:
                 proc.stdin.close()

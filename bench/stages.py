@@ -1,8 +1,9 @@
 """Where the relay's time goes: CPU µs per span for each stage, one thread, no gRPC.
 
 ``python -m bench.stages`` prints a table for both profiles. Stages: parse (upb), convert
-(protobuf -> ReadableSpan), translate (-> Jaeger thrift objects), encode (thrift C encoder),
-and each exporter's whole ``encode`` (translate + encode + framing). Each stage runs over
+(protobuf -> ReadableSpan), parse + convert natively (relay/native/_otlp.c + convert_parsed),
+translate (-> Jaeger thrift objects), encode (thrift C encoder), and each exporter's whole
+``encode`` (translate + encode + framing), pure and native (relay/native/_thrift.c). Each stage runs over
 ``REQUESTS`` distinct requests, best of ``repeat`` passes (so: warm caches, no queue behind it;
 the live relay pays more, see bench/README.md).
 """
@@ -16,7 +17,9 @@ from collections.abc import Callable
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from bench.profiles import PROFILES, build_requests
-from relay.convert import convert_request
+from relay import native as native_modules
+from relay.convert import convert_bytes, convert_request
+from relay.exporters import encode
 from relay.exporters.agent import JaegerAgentExporter
 from relay.exporters.collector import JaegerCollectorExporter
 from relay.exporters.jaeger_compat import encode_compact
@@ -47,14 +50,26 @@ def stage_costs(profile: str) -> dict[str, float]:
     parse = per_span(lambda: [ExportTraceServiceRequest.FromString(d) for d in requests], n)
     parse_convert = per_span(lambda: [convert_request(ExportTraceServiceRequest.FromString(d))
                                       for d in requests], n)
-    return {
+    parser = native_modules.load_parser({})
+    costs = {
         "parse": parse,
         "convert": parse_convert - parse,
+        "parse + convert (pure: upb + convert_request)": parse_convert,
         "translate": per_span(lambda: [span_to_jaeger(s) for s in spans], n),
         "encode (compact, C)": per_span(lambda: [encode_compact(t) for t in thrift], n),
-        "agent.encode (all)": per_span(lambda: [agent.encode(b) for b in batches], n),
-        "collector.encode (all)": per_span(lambda: [collector.encode(b) for b in batches], n),
     }
+    if parser is not None:
+        costs["parse + convert (native: _otlp + convert_parsed)"] = per_span(
+            lambda: [convert_bytes(d, parser) for d in requests], n)
+    native = encode._NATIVE
+    for backend in ("pure", "native"):
+        if backend == "native" and native is None:
+            continue
+        encode._NATIVE = native if backend == "native" else None
+        costs[f"agent.encode (all, {backend})"] = per_span(lambda: [agent.encode(b) for b in batches], n)
+        costs[f"collector.encode (all, {backend})"] = per_span(lambda: [collector.encode(b) for b in batches], n)
+    encode._NATIVE = native
+    return costs
 
 
 def main() -> None:
@@ -63,8 +78,14 @@ def main() -> None:
     print("|---|" + "---:|" * len(PROFILES))
     for stage in costs[PROFILES[0]]:
         print(f"| {stage} | " + " | ".join(f"{costs[p][stage]:.2f}" for p in PROFILES) + " |")
-    total = {p: costs[p]["parse"] + costs[p]["convert"] + costs[p]["agent.encode (all)"] for p in PROFILES}
-    print("| parse + convert + agent.encode | " + " | ".join(f"{total[p]:.2f}" for p in PROFILES) + " |")
+    ingest = {"pure": "parse + convert (pure: upb + convert_request)",
+              "native": "parse + convert (native: _otlp + convert_parsed)"}
+    for backend in ("pure", "native"):
+        stage = f"agent.encode (all, {backend})"
+        if stage in costs[PROFILES[0]] and ingest[backend] in costs[PROFILES[0]]:
+            total = {p: costs[p][ingest[backend]] + costs[p][stage] for p in PROFILES}
+            print(f"| parse + convert + agent.encode, {backend} | "
+                  + " | ".join(f"{total[p]:.2f}" for p in PROFILES) + " |")
 
 
 if __name__ == "__main__":

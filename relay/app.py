@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import time
@@ -17,11 +18,13 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
+from relay import native
 from relay.admin import AdminServer
 from relay.config import Config, HostPort, redact_url
 from relay.credentials import TlsMaterial
 from relay.disklog import DiskLog, DiskLogError
 from relay.exporters.base import Exporter
+from relay.exporters.encode import BACKEND as ENCODE_BACKEND
 from relay.exporters.factory import build_exporter
 from relay.health import Health
 from relay.http_server import HttpSettings
@@ -80,10 +83,13 @@ class Relay:
                              pending=lambda: self.queue.held,
                              stall_timeout=stall_timeout(config, retry), services=("", TRACE_SERVICE))
         redactor = Redactor(config.redact_pattern, defaults=not config.no_default_redaction)
+        # TRACE_RELAY_PURE=1 turns the native parser off (and the native encoder, relay/exporters/encode.py).
+        self._parser = native.load_parser(os.environ)
         # One largest request parsed at a time (smaller ones share the budget): see relay/ingest.py.
         self.ingest = Ingest(self.queue, self.metrics.ledger, config.auth_token,
                              parse_budget=config.max_recv_msg_size_mib * MIB, accepting=self.health.accepting,
-                             redactor=redactor, redacted=self.metrics.redacted_values.inc)
+                             redactor=redactor, redacted=self.metrics.redacted_values.inc,
+                             parser=self._parser)
         self.receiver = TraceReceiver(self.ingest)
         self._server = self._grpc_server()
         self.otlp_port = self._bind(config)
@@ -103,6 +109,8 @@ class Relay:
                     "OTLP/HTTP on %s (port %d), exporting to %s; %s",
                     self.config.otlp_grpc_endpoint, self.otlp_port, self.admin_port,
                     self.config.otlp_http_endpoint, self.http_port, self._target(), self._security())
+        logger.info("native accelerator: OTLP parser %s, Jaeger span encoder %s (TRACE_RELAY_PURE=1 forces pure)",
+                    "native" if self._parser is not None else "pure", ENCODE_BACKEND)
 
     def shutdown(self) -> ShutdownReport:
         """Health NOT_SERVING -> stop both OTLP servers (in-flight requests finish) -> close the

@@ -305,3 +305,95 @@ def request_span_count(request: ExportTraceServiceRequest) -> int:
     return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
 
 
+
+
+# --- the native parser's tuples (relay/native/_otlp.c) -> the same spans ------------------------
+# Mirrors convert_request/_span above field for field, over the tuples parse_request returns;
+# tests/unit/test_native_parse.py proves both give equal results for the same bytes.
+
+# The native parser builds every Python object of a request at once (~13x its wire size for the
+# worst shapes: tiny spans, many attributes), where upb's message is lazy (~5.5x, the factor the
+# README's memory bound and tests/memory/test_memory_bound.py use). Bigger requests go to upb, so
+# in-flight requests stay within that bound for any --max-recv-msg-size-mib (>= 1 MiB).
+NATIVE_MAX_BYTES = 256 * 1024
+
+
+class ParsedRequest:
+    """One Export request's bytes, parsed by the native parser (``parser``, the ``_otlp``
+    extension) when it accepts them, else by upb, which raises DecodeError for malformed ones."""
+
+    def __init__(self, data: bytes, parser: Any = None) -> None:
+        native = parser is not None and len(data) <= NATIVE_MAX_BYTES
+        self._native = parser.parse_request(data) if native else None
+        self._message = ExportTraceServiceRequest.FromString(data) if self._native is None else None
+
+    @property
+    def span_count(self) -> int:
+        if self._message is not None:
+            return request_span_count(self._message)
+        return sum(len(scope[3]) for resource in self._native or () for scope in resource[2])
+
+    def convert(self) -> Converted:
+        if self._message is not None:
+            return convert_request(self._message)
+        return convert_parsed(self._native or [])
+
+
+def convert_bytes(data: bytes, parser: Any = None) -> Converted:
+    """``convert_request(ExportTraceServiceRequest.FromString(data))``, natively when it can."""
+    return ParsedRequest(data, parser).convert()
+
+
+def convert_parsed(parsed: list[tuple[Any, ...]]) -> Converted:
+    result = Converted()
+    for resource_attributes, resource_schema, scopes in parsed:
+        resource = Resource({}, resource_schema)
+        resource._attributes = resource_attributes
+        spans: list[ReadableSpan] = []
+        size = 0
+        for name, version, schema_url, fields in scopes:
+            scope = SdkScope(name, version or None, schema_url or None)
+            for span_fields in fields:
+                try:
+                    spans.append(_span_of(span_fields, resource, scope))
+                    size += span_fields[17]  # the span's wire size: upb's ByteSize()
+                except InvalidSpan as exc:
+                    result.rejected[exc.reason] = result.rejected.get(exc.reason, 0) + 1
+                    if not result.first_error:
+                        result.first_error = f"span {span_fields[4]!r}: {exc}"
+        if spans:
+            result.batches.append(spans)
+            result.batch_bytes.append(size)
+    return result
+
+
+def _link_of(fields: tuple[Any, ...]) -> Link | None:
+    trace_id, span_id, header, attrs, dropped, flags = fields
+    if len(trace_id) != 16 or len(span_id) != 8:
+        return None
+    context = SpanContext(int.from_bytes(trace_id, "big"), int.from_bytes(span_id, "big"),
+                          is_remote=bool(flags & _IS_REMOTE), trace_flags=_TRACE_FLAGS[flags & 0xFF],
+                          trace_state=_trace_state(header))
+    return RelayLink(context, attrs, dropped)
+
+
+def _span_of(fields: tuple[Any, ...], resource: Resource, scope: SdkScope) -> ReadableSpan:
+    (raw_trace_id, raw_span_id, header, parent_id, name, kind, start, end, attrs, dropped_attributes,
+     events, dropped_events, raw_links, dropped_links, code, message, flags, _size) = fields
+    trace_id = _id(raw_trace_id, 16, "trace_id")
+    span_id = _id(raw_span_id, 8, "span_id")
+    if end < start:
+        raise InvalidSpan("end_before_start", "end_time_unix_nano is before start_time_unix_nano")
+    trace_flags = _TRACE_FLAGS[flags & 0xFF]
+    trace_state = _trace_state(header)
+    parent = None
+    if parent_id and parent_id != _ZERO_SPAN_ID:
+        parent = _context(trace_id, _id(parent_id, 8, "parent_span_id"), bool(flags & _IS_REMOTE),
+                          trace_flags, trace_state)
+    links = [link for link in map(_link_of, raw_links) if link is not None]
+    return RelaySpan(
+        name, _context(trace_id, span_id, False, trace_flags, trace_state), parent, resource, attrs,
+        [RelayEvent(event_name, event_attrs, time, dropped) for time, event_name, event_attrs, dropped in events],
+        links, _KINDS.get(kind, SpanKind.INTERNAL), _status(code, message), start, end, scope,
+        (dropped_attributes, dropped_events, dropped_links + len(raw_links) - len(links)), kind == 0, header,
+    )

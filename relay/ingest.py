@@ -31,14 +31,16 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
-from relay.convert import Converted, convert_request, request_span_count
+from relay.convert import Converted, ParsedRequest, convert_request, request_span_count
 from relay.metrics import SIGNALS, Ledger
 from relay.redact import Redactor
 from relay.spanqueue import SpanQueue
@@ -89,7 +91,8 @@ class Ingest:
 
     def __init__(self, queue: SpanQueue, ledger: Ledger, auth_token: bytes | None = None,
                  parse_budget: int | None = None, *, accepting: Callable[[], bool] = lambda: True,
-                 redactor: Redactor | None = None, redacted: Callable[[int], None] | None = None) -> None:
+                 redactor: Redactor | None = None, redacted: Callable[[int], None] | None = None,
+                 parser: Any = None) -> None:
         self._queue = queue
         self._ledger = ledger
         self._token = auth_token or None
@@ -98,6 +101,7 @@ class Ingest:
         self._accepting = accepting  # False while the exporter worker is dead or stalled
         self._redactor = redactor or Redactor()
         self._count_redacted = redacted or (lambda _count: None)
+        self._parser = parser  # the native OTLP parser (relay/native), or None: upb only
         self.shutting_down = False
 
     def authorized(self, header: str | bytes | None) -> bool:
@@ -141,7 +145,13 @@ class Ingest:
                       transport: str, *, protobuf: bool = True) -> Outcome:
         """Decode ``body`` (``decode`` raises ValueError when it cannot) and export it. Called
         inside :meth:`admission`. ``protobuf``: the body is the request's protobuf encoding (the
-        disk queue then stores it as it came)."""
+        disk queue then stores it as it came, and the native parser may read it)."""
+        if protobuf and self._parser is not None and not self._redactor.may_change(body):
+            try:  # nothing to redact: the native parser reads the bytes (upb when it declines)
+                parsed = ParsedRequest(body, self._parser)
+            except DecodeError as exc:
+                return self.invalid(transport, f"not a valid ExportTraceServiceRequest: {exc}")
+            return self._export(parsed.span_count, len(body), lambda: (parsed.convert(), 0, body), transport)
         try:
             request = decode(body)
         except ValueError as exc:
@@ -149,8 +159,18 @@ class Ingest:
         return self.traces(request, transport, wire=body if protobuf else None)
 
     def traces(self, request: ExportTraceServiceRequest, transport: str, *, wire: bytes | None = None) -> Outcome:
-        count = request_span_count(request)
+        def convert() -> tuple[Converted, int, bytes]:
+            redacted = self._redactor.redact(request, wire=wire)  # before anything keeps a string
+            converted = convert_request(request)
+            # What the disk queue keeps is the redacted request, as protobuf.
+            return converted, redacted, wire if wire is not None and not redacted else request.SerializeToString()
+
         size = len(wire) if wire is not None else request.ByteSize()
+        return self._export(request_span_count(request), size, convert, transport)
+
+    def _export(self, count: int, size: int, convert: Callable[[], tuple[Converted, int, bytes]],
+                transport: str) -> Outcome:
+        """Size check, room, then ``convert`` (redact and convert; the protobuf to keep), commit."""
         if not self._queue.fits(count, size):
             self._ledger.request(Verdict.TOO_LARGE.value, rejected=[("request_exceeds_queue", count)],
                                  transport=transport)
@@ -162,14 +182,11 @@ class Ingest:
         if reservation is None:
             return self._refused(transport, count)
         try:
-            redacted = self._redactor.redact(request)  # before anything keeps a string
-            converted = convert_request(request)
+            converted, redacted, wire = convert()
         except BaseException:
             self._queue.cancel(reservation)
             raise
         self._count_redacted(redacted)
-        if redacted or wire is None:
-            wire = request.SerializeToString()  # what the disk queue keeps is redacted too
         refusal = self._queue.commit(reservation, converted, wire, transport)
         if refusal == "not_durable":  # queued, but the client must not count on it
             self._ledger.request(Verdict.REFUSED.value, rejected=converted.rejected.items(), transport=transport)

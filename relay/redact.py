@@ -174,12 +174,20 @@ class Redactor:
     def redact_text(self, text: str) -> str:
         return _apply(self._all, text)
 
-    def redact(self, request: ExportTraceServiceRequest) -> int:
-        """Redact ``request`` in place; the number of string values changed."""
+    def may_change(self, data: bytes) -> bool:
+        """Whether redaction could change the request serialized as ``data``: False when no
+        pattern can match (then the bytes may be used as they are, natively parsed)."""
+        if self._added:
+            return True  # added patterns see every string: no wire shortcut for them
+        return bool(self._defaults) and bool(self._found_in(data))
+
+    def redact(self, request: ExportTraceServiceRequest, *, wire: bytes | None = None) -> int:
+        """Redact ``request`` in place; the number of string values changed. ``wire``: the
+        request's protobuf bytes when the caller has them (saves serializing it again)."""
         if not self.enabled:
             return 0
         # Most requests hold no secret: one search of the wire bytes per default pattern says so.
-        found = self._found_in(request.SerializeToString()) if self._defaults else ()
+        found = self._found_in(wire if wire is not None else request.SerializeToString()) if self._defaults else ()
         if not found and not self._added:
             return 0
         rules = (self._defaults if found else ()) + self._added

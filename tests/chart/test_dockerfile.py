@@ -90,6 +90,26 @@ def test_dockerfile_is_multi_stage_and_runs_unprivileged() -> None:
         assert f"org.opencontainers.image.{key}=" in labels
 
 
+COMPILERS = ("gcc", "g++", "clang", "build-essential", "cc ")
+
+
+def test_only_the_build_stage_gets_a_compiler() -> None:
+    """The native accelerator is compiled in the build stage; the runtime image carries no compiler
+    (it installs the built wheel offline, from the same slim base)."""
+    found = stages()
+    build_runs = " ".join(run_lines(found["build"]))
+    assert "apt-get install" in build_runs
+    assert "gcc" in build_runs
+    assert "_thrift" in build_runs and "_otlp" in build_runs, "the build fails when the wheel lacks an extension"
+    runtime = found["runtime"]
+    runtime_text = " ".join(rest for _kw, rest in runtime)
+    assert "apt-get" not in runtime_text
+    assert not any(name in runtime_text for name in COMPILERS)
+    assert "--no-index" in " ".join(run_lines(runtime)), "the runtime installs only the built wheels"
+    base = {line.split()[0] for kw, line in instructions(DOCKERFILE.read_text(encoding="utf-8")) if kw == "FROM"}
+    assert base == {"python:${PYTHON_VERSION}-slim"}
+
+
 def copy_sources() -> list[str]:
     sources = []
     for keyword, rest in stages()["build"]:
@@ -183,7 +203,7 @@ def test_image_build_steps_install_a_working_relay(world_readable_tmp: Path) -> 
     for source in copy_sources():
         origin = REPO / source
         if origin.is_dir():
-            ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+            ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so")  # as .dockerignore
             shutil.copytree(origin, src / source, ignore=ignore)
         else:
             shutil.copy2(origin, src / source)
@@ -197,6 +217,8 @@ def test_image_build_steps_install_a_working_relay(world_readable_tmp: Path) -> 
     entrypoint = prefix / "bin" / "trace-relay"
     assert entrypoint.is_file()
     assert not (prefix / "bin" / "pip").exists(), "pip is removed from the image"
+    for module in ("_thrift", "_otlp"):
+        assert list(prefix.glob(f"lib/python*/site-packages/relay/native/{module}*.so")), f"no {module} in the image"
     drop = setpriv(uid, gid) if os.geteuid() == 0 else []
     env = {"PATH": f"{prefix / 'bin'}:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/"}
     if (REPO / "relay" / "cli.py").exists():

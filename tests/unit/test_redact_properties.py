@@ -1,6 +1,6 @@
 """Redaction never breaks a span, never lets a generated secret through, and stays linear.
 
-The requests are tests/hostile/fuzz.py's structurally valid requests full of weird values, with
+The requests are bench/fuzz_bodies.py's structurally valid requests full of weird values, with
 secrets planted at random places (any string field redaction looks at, at any depth).
 """
 

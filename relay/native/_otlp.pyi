@@ -1,0 +1,3 @@
+from typing import Any
+
+def parse_request(data: bytes) -> list[tuple[Any, ...]] | None: ...
